@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install micro86's build and test dependencies from Debian 12's packages (needs root or sudo).
+set -euo pipefail
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO=sudo
+PKGS=(g++ meson ninja-build pkg-config cmake libasmjit-dev libzydis-dev libfmt-dev doctest-dev libxbyak-dev)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,283 @@
+// Zydis -> Insn conversion, the handler registry, disassembly, and the code cache.
+#include "cpu/decode.h"
+
+#include <fmt/format.h>
+
+#include <mutex>
+
+namespace m86::cpu {
+
+// ---- registry ------------------------------------------------------------------------------------
+
+void Registry::add(ZydisMnemonic m, Selector s) {
+    if (size_t(m) >= table_.size()) table_.resize(size_t(m) + 1, nullptr);
+    table_[m] = s;
+}
+
+const Registry& Registry::get() {
+    static const Registry r = [] {
+        Registry reg;
+        register_alu(reg);
+        register_shift(reg);
+        register_muldiv(reg);
+        register_bit(reg);
+        register_data(reg);
+        register_control(reg);
+        register_stack(reg);
+        register_string(reg);
+        register_misc(reg);
+        register_x87(reg);
+        register_sse_int(reg);
+        register_sse_fp(reg);
+        register_fpstate(reg);
+        register_system(reg);
+        return reg;
+    }();
+    return r;
+}
+
+// ---- decoding ------------------------------------------------------------------------------------
+
+namespace {
+
+struct ZydisMode {
+    ZydisMachineMode mm;
+    ZydisStackWidth sw;
+};
+
+ZydisMode zydis_mode(Mode m) {
+    switch (m) {
+        case Mode::Real: return {ZYDIS_MACHINE_MODE_REAL_16, ZYDIS_STACK_WIDTH_16};
+        case Mode::Prot16: return {ZYDIS_MACHINE_MODE_LEGACY_16, ZYDIS_STACK_WIDTH_16};
+        case Mode::Prot32: return {ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32};
+        case Mode::Compat16: return {ZYDIS_MACHINE_MODE_LONG_COMPAT_16, ZYDIS_STACK_WIDTH_16};
+        case Mode::Compat32: return {ZYDIS_MACHINE_MODE_LONG_COMPAT_32, ZYDIS_STACK_WIDTH_32};
+        case Mode::Long64: break;
+    }
+    return {ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64};
+}
+
+const ZydisDecoder& decoder_for(Mode m) {
+    static ZydisDecoder decoders[6];
+    static std::once_flag once;
+    std::call_once(once, [] {
+        for (int i = 0; i < 6; i++) {
+            ZydisMode zm = zydis_mode(Mode(i));
+            ZydisDecoderInit(&decoders[i], zm.mm, zm.sw);
+        }
+    });
+    return decoders[int(m)];
+}
+
+// Map a Zydis register to Insn numbering (see insn.h). Returns kNoReg for registers that have no
+// number in our scheme (flags, IP...).
+uint8_t reg_number(ZydisRegister r) {
+    if (r >= ZYDIS_REGISTER_AL && r <= ZYDIS_REGISTER_R15B) {
+        unsigned n = r - ZYDIS_REGISTER_AL;  // AL CL DL BL AH CH DH BH SPL BPL SIL DIL R8B..R15B
+        if (n < 4) return uint8_t(n);
+        if (n < 8) return uint8_t(kRegAH + n - 4);
+        return uint8_t(n - 4);
+    }
+    if (r >= ZYDIS_REGISTER_AX && r <= ZYDIS_REGISTER_R15W) return uint8_t(r - ZYDIS_REGISTER_AX);
+    if (r >= ZYDIS_REGISTER_EAX && r <= ZYDIS_REGISTER_R15D) return uint8_t(r - ZYDIS_REGISTER_EAX);
+    if (r >= ZYDIS_REGISTER_RAX && r <= ZYDIS_REGISTER_R15) return uint8_t(r - ZYDIS_REGISTER_RAX);
+    if (r >= ZYDIS_REGISTER_ST0 && r <= ZYDIS_REGISTER_ST7) return uint8_t(r - ZYDIS_REGISTER_ST0);
+    if (r >= ZYDIS_REGISTER_MM0 && r <= ZYDIS_REGISTER_MM7) return uint8_t(r - ZYDIS_REGISTER_MM0);
+    if (r >= ZYDIS_REGISTER_XMM0 && r <= ZYDIS_REGISTER_XMM31) return uint8_t(r - ZYDIS_REGISTER_XMM0);
+    if (r >= ZYDIS_REGISTER_ES && r <= ZYDIS_REGISTER_GS) return uint8_t(r - ZYDIS_REGISTER_ES);
+    if (r >= ZYDIS_REGISTER_CR0 && r <= ZYDIS_REGISTER_CR15) return uint8_t(r - ZYDIS_REGISTER_CR0);
+    if (r >= ZYDIS_REGISTER_DR0 && r <= ZYDIS_REGISTER_DR15) return uint8_t(r - ZYDIS_REGISTER_DR0);
+    return kNoReg;
+}
+
+uint8_t seg_of(const ZydisDecodedInstruction& zi, ZydisRegister segreg, Mode mode) {
+    uint8_t s = (segreg >= ZYDIS_REGISTER_ES && segreg <= ZYDIS_REGISTER_GS) ? uint8_t(segreg - ZYDIS_REGISTER_ES)
+                                                                              : uint8_t(DS);
+    (void)zi;
+    if (mode == Mode::Long64 && s != FS && s != GS) return kSegFlat;
+    return s;
+}
+
+// The segment an instruction without an explicit memory operand uses for its DS-relative implicit
+// operand (string source, XLAT): the override prefix if any, else DS.
+uint8_t implicit_seg(const ZydisDecodedInstruction& zi, Mode mode) {
+    static const struct {
+        ZyanU64 attr;
+        ZydisRegister reg;
+    } kOverrides[] = {
+        {ZYDIS_ATTRIB_HAS_SEGMENT_ES, ZYDIS_REGISTER_ES}, {ZYDIS_ATTRIB_HAS_SEGMENT_CS, ZYDIS_REGISTER_CS},
+        {ZYDIS_ATTRIB_HAS_SEGMENT_SS, ZYDIS_REGISTER_SS}, {ZYDIS_ATTRIB_HAS_SEGMENT_DS, ZYDIS_REGISTER_DS},
+        {ZYDIS_ATTRIB_HAS_SEGMENT_FS, ZYDIS_REGISTER_FS}, {ZYDIS_ATTRIB_HAS_SEGMENT_GS, ZYDIS_REGISTER_GS},
+    };
+    for (const auto& o : kOverrides)
+        if (zi.attributes & o.attr) return seg_of(zi, o.reg, mode);
+    return seg_of(zi, ZYDIS_REGISTER_DS, mode);
+}
+
+bool ends_block(const ZydisDecodedInstruction& zi) {
+    switch (zi.meta.category) {
+        case ZYDIS_CATEGORY_COND_BR:
+        case ZYDIS_CATEGORY_UNCOND_BR:
+        case ZYDIS_CATEGORY_CALL:
+        case ZYDIS_CATEGORY_RET:
+        case ZYDIS_CATEGORY_INTERRUPT:
+        case ZYDIS_CATEGORY_SYSCALL:
+        case ZYDIS_CATEGORY_SYSRET:
+        case ZYDIS_CATEGORY_SYSTEM: return true;
+        default: return false;
+    }
+}
+
+void ud_handler(Cpu& c, const Insn&) { c.raise_ud(); }
+
+}  // namespace
+
+bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out) {
+    ZydisDecodedInstruction zi;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+    out = Insn{};
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder_for(mode), bytes, avail, &zi, ops))) {
+        out.fn = ud_handler;
+        out.info = info::kEndsBlock;
+        return false;
+    }
+    out.len = zi.length;
+    out.mnemonic = uint16_t(zi.mnemonic);
+    out.osz = uint8_t(zi.operand_width / 8);
+    out.asz = uint8_t(zi.address_width / 8);
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_REP) out.prefix |= pfx::kRep;
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_REPE) out.prefix |= pfx::kRep;
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_REPNE) out.prefix |= pfx::kRepne;
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_LOCK) out.prefix |= pfx::kLock;
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_OPERANDSIZE) out.prefix |= pfx::kOpsize;
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_ADDRESSSIZE) out.prefix |= pfx::kAdsize;
+    if (zi.attributes & ZYDIS_ATTRIB_HAS_REX) out.prefix |= pfx::kRex;
+    if (zi.raw.rex.W) out.prefix |= pfx::kRexW;
+    if (ends_block(zi)) out.info |= info::kEndsBlock;
+
+    bool have_mem = false, have_imm = false;
+    unsigned n = 0;
+    for (unsigned k = 0; k < zi.operand_count_visible && n < 3; k++) {
+        const ZydisDecodedOperand& op = ops[k];
+        switch (op.type) {
+            case ZYDIS_OPERAND_TYPE_REGISTER:
+                out.kind[n] = kOpReg;
+                out.reg[n] = reg_number(op.reg.value);
+                break;
+            case ZYDIS_OPERAND_TYPE_MEMORY:
+                out.kind[n] = kOpMem;
+                have_mem = true;
+                out.seg = seg_of(zi, op.mem.segment, mode);
+                out.base = op.mem.base == ZYDIS_REGISTER_NONE ? kNoReg
+                           : (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP)
+                               ? kRipReg
+                               : reg_number(op.mem.base);
+                out.index = op.mem.index == ZYDIS_REGISTER_NONE ? kNoReg : reg_number(op.mem.index);
+                out.scale = op.mem.scale == 8 ? 3 : op.mem.scale == 4 ? 2 : op.mem.scale == 2 ? 1 : 0;
+                out.disp = op.mem.disp.has_displacement ? op.mem.disp.value : 0;
+                break;
+            case ZYDIS_OPERAND_TYPE_IMMEDIATE:
+                out.kind[n] = kOpImm;
+                if (!have_imm) {
+                    out.imm = op.imm.value.u;
+                    have_imm = true;
+                } else {
+                    out.imm2 = uint8_t(op.imm.value.u);
+                }
+                break;
+            case ZYDIS_OPERAND_TYPE_POINTER:  // far ptr16:16/32 -> imm = offset, aux = selector
+                out.kind[n] = kOpImm;
+                out.imm = op.ptr.offset;
+                out.aux = op.ptr.segment;
+                break;
+            default: continue;
+        }
+        n++;
+    }
+    if (!have_mem) out.seg = implicit_seg(zi, mode);
+
+    Selector sel = Registry::get().find(zi.mnemonic);
+    Handler h = sel ? sel(DecodeCtx{zi, ops, out, mode}) : nullptr;
+    if (!h) {
+        log_unimplemented(out.mnemonic, sel ? "operand form not implemented" : "not implemented");
+        out.fn = ud_handler;
+        out.info |= info::kEndsBlock;
+        return true;
+    }
+    out.fn = h;
+    return true;
+}
+
+std::string disassemble(const uint8_t* bytes, size_t avail, Mode mode, uint64_t rip) {
+    ZydisDecodedInstruction zi;
+    ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder_for(mode), bytes, avail, &zi, ops)))
+        return "(bad)";
+    static ZydisFormatter fmtr = [] {
+        ZydisFormatter f;
+        ZydisFormatterInit(&f, ZYDIS_FORMATTER_STYLE_INTEL);
+        return f;
+    }();
+    char buf[256];
+    if (!ZYAN_SUCCESS(ZydisFormatterFormatInstruction(&fmtr, &zi, ops, zi.operand_count_visible, buf,
+                                                      sizeof buf, rip, nullptr)))
+        return "(unformattable)";
+    return buf;
+}
+
+// ---- code cache ----------------------------------------------------------------------------------
+
+void CodeCache::flush_jump_cache() {
+    for (auto& ctx : jump_)
+        for (auto& b : ctx) b = nullptr;
+}
+
+Block* CodeCache::find(uint64_t phys, Mode mode) const {
+    auto it = by_phys_.find(key(phys, mode));
+    return it == by_phys_.end() ? nullptr : it->second.get();
+}
+
+Block* CodeCache::insert(std::unique_ptr<Block> b) {
+    Block* raw = b.get();
+    pages_[b->phys & kPageMask].push_back(raw);
+    if (b->page2 != 1) pages_[b->page2].push_back(raw);
+    by_phys_[key(b->phys, b->mode)] = std::move(b);
+    return raw;
+}
+
+void CodeCache::invalidate_page(uint64_t page) {
+    auto it = pages_.find(page);
+    if (it == pages_.end()) return;
+    std::vector<Block*> blocks = std::move(it->second);
+    pages_.erase(it);
+    for (Block* b : blocks) {
+        if (!b->valid) continue;
+        b->valid = false;
+        // Unlink from the other page it may span.
+        for (uint64_t p : {b->phys & kPageMask, b->page2}) {
+            if (p == page || p == 1) continue;
+            auto o = pages_.find(p);
+            if (o == pages_.end()) continue;
+            std::erase(o->second, b);
+            if (o->second.empty()) pages_.erase(o);
+        }
+        auto bp = by_phys_.find(key(b->phys, b->mode));
+        if (bp != by_phys_.end() && bp->second.get() == b) {
+            graveyard_.push_back(std::move(bp->second));
+            by_phys_.erase(bp);
+        }
+    }
+    flush_jump_cache();
+}
+
+void CodeCache::invalidate_all() {
+    for (auto& [k, b] : by_phys_) {
+        b->valid = false;
+        graveyard_.push_back(std::move(b));
+    }
+    by_phys_.clear();
+    pages_.clear();
+    flush_jump_cache();
+}
+
+}  // namespace m86::cpu
