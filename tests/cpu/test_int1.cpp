@@ -1,0 +1,2 @@
+// Unit tests: int1.
+#include <doctest/doctest.h>

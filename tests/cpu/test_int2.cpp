@@ -1,0 +1,2 @@
+// Unit tests: int2.
+#include <doctest/doctest.h>

@@ -1,0 +1,2 @@
+// Unit tests: softfloat.
+#include <doctest/doctest.h>

@@ -1,0 +1,2 @@
+// Unit tests: sse.
+#include <doctest/doctest.h>

@@ -1,0 +1,2 @@
+// Unit tests: string_misc.
+#include <doctest/doctest.h>

@@ -1,0 +1,2 @@
+// Unit tests: system.
+#include <doctest/doctest.h>

@@ -1,0 +1,2 @@
+// Unit tests: x87.
+#include <doctest/doctest.h>
