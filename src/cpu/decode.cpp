@@ -10,8 +10,17 @@ namespace m86::cpu {
 // ---- registry ------------------------------------------------------------------------------------
 
 void Registry::add(ZydisMnemonic m, Selector s) {
-    if (size_t(m) >= table_.size()) table_.resize(size_t(m) + 1, nullptr);
-    table_[m] = s;
+    if (size_t(m) >= table_.size()) table_.resize(size_t(m) + 1);
+    table_[m].push_back(s);
+}
+
+Handler Registry::select(const DecodeCtx& d, bool* known) const {
+    size_t m = size_t(d.zi.mnemonic);
+    *known = m < table_.size() && !table_[m].empty();
+    if (!*known) return nullptr;
+    for (Selector s : table_[m])
+        if (Handler h = s(d)) return h;
+    return nullptr;
 }
 
 const Registry& Registry::get() {
@@ -196,10 +205,10 @@ bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out) {
     }
     if (!have_mem) out.seg = implicit_seg(zi, mode);
 
-    Selector sel = Registry::get().find(zi.mnemonic);
-    Handler h = sel ? sel(DecodeCtx{zi, ops, out, mode}) : nullptr;
+    bool known = false;
+    Handler h = Registry::get().select(DecodeCtx{zi, ops, out, mode}, &known);
     if (!h) {
-        log_unimplemented(out.mnemonic, sel ? "operand form not implemented" : "not implemented");
+        log_unimplemented(out.mnemonic, known ? "operand form not implemented" : "not implemented");
         out.fn = ud_handler;
         out.info |= info::kEndsBlock;
         return true;

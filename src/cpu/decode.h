@@ -28,15 +28,19 @@ struct DecodeCtx {
 };
 using Selector = Handler (*)(const DecodeCtx&);
 
-// Mnemonic -> selector table. Filled once, at first use, by the register_* functions below.
+// Mnemonic -> selectors. Filled once, at first use, by the register_* functions below. Several
+// classes may register the same mnemonic (near JMP in control.cpp, far JMP in system.cpp): their
+// selectors are tried in registration order and the first non-null handler wins.
 class Registry {
 public:
     void add(ZydisMnemonic m, Selector s);
-    Selector find(ZydisMnemonic m) const { return size_t(m) < table_.size() ? table_[m] : nullptr; }
+    // nullptr if nothing is registered for m; otherwise the first non-null handler (may be nullptr
+    // if no selector implements this form). *known tells whether any selector was registered.
+    Handler select(const DecodeCtx& d, bool* known) const;
     static const Registry& get();
 
 private:
-    std::vector<Selector> table_;
+    std::vector<std::vector<Selector>> table_;
 };
 
 // One per instruction-class file (src/cpu/ops/*.cpp). Each registers the mnemonics it implements.
