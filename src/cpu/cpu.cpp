@@ -145,9 +145,8 @@ Block* Cpu::find_block() {
         }
         b = code_->insert(std::move(nb));
         // Pages holding code must take the write slow path so writes to them are seen.
-        for (auto& ctx : tlb)
-            for (auto& e : ctx)
-                if (e.phys == (phys & kPageMask) || e.phys == b->page2) e.tag_w = 1;
+        tlb_protect_code(phys & kPageMask);
+        if (b->page2 != 1) tlb_protect_code(b->page2);
     }
     code_->jump_insert(tlb_ctx, b);
     return b;

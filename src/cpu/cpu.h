@@ -44,13 +44,15 @@ struct Fault {
     uint64_t cr2 = 0;  // for #PF
 };
 
-// Software TLB: one direct-mapped array per access context, each entry caching a linear page's host
-// mapping separately for read, write and execute. A tag is the page-aligned linear address; an
-// invalid tag has bit 0 set, so it can never match.
+// Software TLB: direct-mapped arrays per access context (privilege), one for reads and one for
+// writes, so a copy loop whose source and destination pages share an index does not thrash. An
+// entry caches a linear page's host mapping. A tag is the page-aligned linear address; an invalid
+// tag has bit 0 set, so it can never match. Instruction fetch needs no TLB: the code cache's jump
+// cache maps linear RIPs to decoded blocks directly.
 struct TlbEntry {
-    uint64_t tag_r = 1, tag_w = 1, tag_x = 1;
+    uint64_t tag = 1;
     intptr_t addend = 0;  // host address = linear address + addend
-    uint64_t phys = 0;    // physical page address
+    uint64_t phys = 1;    // physical page address (1 = none)
 };
 constexpr unsigned kTlbBits = 8, kTlbSize = 1u << kTlbBits;
 // Access contexts: supervisor, user. (Issue #3 adds SMAP-aware contexts.)
@@ -145,8 +147,9 @@ public:
     }
 
     // ---- memory (linear addresses; see mem.h for the inline fast paths) ----------------------
-    TlbEntry tlb[kTlbContexts][kTlbSize];
-    unsigned tlb_ctx = 0;  // index into tlb for the current privilege
+    TlbEntry tlb_r[kTlbContexts][kTlbSize];
+    TlbEntry tlb_w[kTlbContexts][kTlbSize];
+    unsigned tlb_ctx = 0;  // index into tlb_r/tlb_w for the current privilege
     void tlb_flush();
     void tlb_flush_page(uint64_t lin);
     // Slow paths: translate, fill the TLB, handle MMIO and page-crossing accesses. May fault.
@@ -157,6 +160,12 @@ public:
     void probe_write(uint64_t lin, unsigned size);
     // Linear -> physical translation (paging). Faults with #PF (or #GP for non-canonical).
     uint64_t translate(uint64_t lin, Access acc, bool user);
+    // Host pointer to the byte at linear `lin` for an access of `acc` (filling the TLB), or nullptr
+    // when the page is MMIO. May fault. The pointer stays valid up to the end of the page until the
+    // next guest memory access (bulk paths: REP MOVS/STOS, FXSAVE...).
+    uint8_t* host_ptr(uint64_t lin, Access acc);
+    // Invalidate write-TLB entries that map physical page `page` (it now holds code).
+    void tlb_protect_code(uint64_t page);
     // Host pointer for an instruction fetch from linear `lin`, with the physical page it maps.
     const uint8_t* fetch_ptr(uint64_t lin, uint64_t* phys_page);
 

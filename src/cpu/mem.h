@@ -15,9 +15,9 @@
 namespace m86::cpu {
 
 template <class T> inline T read(Cpu& c, uint64_t lin) {
-    const TlbEntry& e = c.tlb[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
+    const TlbEntry& e = c.tlb_r[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
     T v;
-    if (e.tag_r == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
+    if (e.tag == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
         std::memcpy(&v, reinterpret_cast<const void*>(lin + e.addend), sizeof(T));
     } else {
         c.read_slow(lin, &v, sizeof(T));
@@ -26,8 +26,8 @@ template <class T> inline T read(Cpu& c, uint64_t lin) {
 }
 
 template <class T> inline void write(Cpu& c, uint64_t lin, T v) {
-    const TlbEntry& e = c.tlb[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
-    if (e.tag_w == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
+    const TlbEntry& e = c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
+    if (e.tag == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
         std::memcpy(reinterpret_cast<void*>(lin + e.addend), &v, sizeof(T));
     } else {
         c.write_slow(lin, &v, sizeof(T));
@@ -38,8 +38,8 @@ template <class T> inline void write(Cpu& c, uint64_t lin, T v) {
 // be writable, so a fault can never leave f's side effects (flags) behind. (LOCK is implied on a
 // single host thread; one host thread per vCPU will need host atomics here.)
 template <class T, class F> inline void rmw(Cpu& c, uint64_t lin, F&& f) {
-    const TlbEntry& e = c.tlb[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
-    if (e.tag_w == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
+    const TlbEntry& e = c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
+    if (e.tag == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
         void* p = reinterpret_cast<void*>(lin + e.addend);
         T v;
         std::memcpy(&v, p, sizeof(T));

@@ -29,19 +29,25 @@ bool canonical(uint64_t lin, bool la57) {
 }  // namespace
 
 void Cpu::tlb_flush() {
-    for (auto& ctx : tlb)
-        for (auto& e : ctx) e = TlbEntry{};
+    for (auto* arr : {tlb_r, tlb_w})
+        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+            for (auto& e : arr[ctx]) e = TlbEntry{};
     code_->flush_jump_cache();
 }
 
 void Cpu::tlb_flush_page(uint64_t lin) {
-    for (auto& ctx : tlb) {
-        TlbEntry& e = ctx[(lin >> 12) & (kTlbSize - 1)];
-        if (((e.tag_r ^ lin) & kPageMask) == 0 || ((e.tag_w ^ lin) & kPageMask) == 0 ||
-            ((e.tag_x ^ lin) & kPageMask) == 0)
-            e = TlbEntry{};
-    }
+    for (auto* arr : {tlb_r, tlb_w})
+        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++) {
+            TlbEntry& e = arr[ctx][(lin >> 12) & (kTlbSize - 1)];
+            if (((e.tag ^ lin) & kPageMask) == 0) e = TlbEntry{};
+        }
     code_->flush_jump_cache();
+}
+
+void Cpu::tlb_protect_code(uint64_t page) {
+    for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+        for (auto& e : tlb_w[ctx])
+            if (e.phys == page) e = TlbEntry{};
 }
 
 uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
@@ -109,12 +115,10 @@ static void read_page(Cpu& c, uint64_t lin, uint8_t* dst, unsigned size, Access 
     uint64_t phys = c.translate(lin, acc, user);
     uint64_t page = phys & kPageMask;
     if (uint8_t* host = c.bus.page_ptr(page, false)) {
-        TlbEntry& e = c.tlb[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
-        uint64_t tag = lin & kPageMask;
-        if (e.phys != page || e.addend != intptr_t(host) - intptr_t(tag)) e = TlbEntry{};
-        e.addend = intptr_t(host) - intptr_t(tag);
-        e.phys = page;
-        (acc == Access::Exec ? e.tag_x : e.tag_r) = tag;
+        if (acc != Access::Exec) {
+            uint64_t tag = lin & kPageMask;
+            c.tlb_r[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+        }
         std::memcpy(dst, host + (phys & ~kPageMask), size);
         return;
     }
@@ -148,12 +152,8 @@ static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) 
     uint64_t page = phys & kPageMask;
     if (uint8_t* host = c.bus.page_ptr(page, true)) {
         if (c.code().page_has_code(page)) c.code_page_written(page);
-        TlbEntry& e = c.tlb[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
         uint64_t tag = lin & kPageMask;
-        if (e.phys != page || e.addend != intptr_t(host) - intptr_t(tag)) e = TlbEntry{};
-        e.addend = intptr_t(host) - intptr_t(tag);
-        e.phys = page;
-        e.tag_w = tag;
+        c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
         std::memcpy(host + (phys & ~kPageMask), src, size);
         return;
     }
@@ -174,6 +174,20 @@ void Cpu::write_slow(uint64_t lin, const void* src, unsigned size) {
     if (first < size) probe_write(lin, size);  // both pages writable before any byte changes
     write_page(*this, lin, s8, first);
     if (first < size) write_page(*this, lin + first, s8 + first, size - first);
+}
+
+uint8_t* Cpu::host_ptr(uint64_t lin, Access acc) {
+    bool write = acc == Access::Write;
+    auto& arr = write ? tlb_w : tlb_r;
+    TlbEntry& e = arr[tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
+    uint64_t tag = lin & kPageMask;
+    if (e.tag == tag) return reinterpret_cast<uint8_t*>(lin + e.addend);
+    uint64_t page = translate(lin, acc, tlb_ctx == 1) & kPageMask;
+    uint8_t* host = bus.page_ptr(page, write);
+    if (!host) return nullptr;  // MMIO: the caller takes its element-wise path
+    if (write && code_->page_has_code(page)) code_page_written(page);
+    if (acc != Access::Exec) e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+    return host + (lin & ~kPageMask);
 }
 
 const uint8_t* Cpu::fetch_ptr(uint64_t lin, uint64_t* phys_page) {
