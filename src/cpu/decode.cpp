@@ -73,6 +73,10 @@ const ZydisDecoder& decoder_for(Mode m) {
         for (int i = 0; i < 6; i++) {
             ZydisMode zm = zydis_mode(Mode(i));
             ZydisDecoderInit(&decoders[i], zm.mm, zm.sw);
+            // 66h-prefixed near branches in 64-bit mode follow AMD (APM Vol. 3, "JMP (Near)"): the
+            // operand size is 16 bits, so E8/E9/0F 8x take a rel16 (Intel ignores 66h there). The
+            // handlers in ops/control.cpp apply the 16-bit IP truncation to every near branch.
+            ZydisDecoderEnableMode(&decoders[i], ZYDIS_DECODER_MODE_AMD_BRANCHES, ZYAN_TRUE);
         }
     });
     return decoders[int(m)];
