@@ -77,6 +77,12 @@ const ZydisDecoder& decoder_for(Mode m) {
             // operand size is 16 bits, so E8/E9/0F 8x take a rel16 (Intel ignores 66h there). The
             // handlers in ops/control.cpp apply the 16-bit IP truncation to every near branch.
             ZydisDecoderEnableMode(&decoders[i], ZYDIS_DECODER_MODE_AMD_BRANCHES, ZYAN_TRUE);
+            // MPX, CLDEMOTE and CET are not emulated (nor advertised): their opcodes in the hint-NOP
+            // space 0F 18..1F (BNDxx, CLDEMOTE, ENDBR32/64, RDSSP...) execute as the NOPs they are on
+            // CPUs without those features (SDM Vol. 2, "NOP"), so Zydis decodes them as NOP.
+            ZydisDecoderEnableMode(&decoders[i], ZYDIS_DECODER_MODE_MPX, ZYAN_FALSE);
+            ZydisDecoderEnableMode(&decoders[i], ZYDIS_DECODER_MODE_CLDEMOTE, ZYAN_FALSE);
+            ZydisDecoderEnableMode(&decoders[i], ZYDIS_DECODER_MODE_CET, ZYAN_FALSE);
         }
     });
     return decoders[int(m)];
