@@ -1,0 +1,763 @@
+// Software floating point with x86 semantics (see softfloat.h for the contract).
+//
+// Design: every operand is unpacked into a sign, an exponent and a 64-bit significand normalised
+// with its leading one at bit 63 (value = sig * 2^(e - 63)). Operations compute an exact (or
+// exact-enough: sticky bit) 128-bit significand, and one routine, round_pack(), rounds it to the
+// destination's precision and exponent range, handling overflow, underflow, denormals and flags for
+// every format. A format is just (bias, emin, emax, precision), so x87 precision control is the
+// 80-bit format with a smaller precision.
+#include "cpu/softfloat.h"
+
+namespace m86::cpu::sf {
+namespace {
+
+using u128 = unsigned __int128;
+
+struct Fmt {
+    int32_t bias, emin, emax;  // emin/emax: unbiased exponents of the smallest/largest normal
+    int p;                     // significand bits including the integer bit
+    bool x87;                  // x87 rules: NaN choice, unsupported encodings, wrapped exponents
+};
+constexpr Fmt kF32{127, -126, 127, 24, false};
+constexpr Fmt kF64{1023, -1022, 1023, 53, false};
+constexpr Fmt kF80{16383, -16382, 16383, 64, true};
+// x87 storing to single/double: x87 NaN rules but the smaller format.
+constexpr Fmt kF32x{127, -126, 127, 24, true};
+constexpr Fmt kF64x{1023, -1022, 1023, 53, true};
+
+constexpr uint64_t kTop = 1ull << 63, kQuiet = 1ull << 62;
+// Exponent bias adjustment for unmasked x87 overflow/underflow (SDM Vol. 1, 8.5.4, 8.5.5).
+constexpr int32_t kWrap = 24576;
+
+enum Cls : uint8_t { cZero, cFinite, cInf, cQNaN, cSNaN, cBad };
+
+// An unpacked operand. For finite non-zero values sig has bit 63 set and value = sig * 2^(e-63).
+// For NaNs sig is the left-aligned significand (integer bit at 63, quiet bit at 62).
+struct Unp {
+    Cls cls;
+    bool sign;
+    bool den;  // the encoding was a denormal (or x87 pseudo-denormal): DE
+    int32_t e;
+    uint64_t sig;
+};
+
+// A packed-ready result: biased exponent E and significand with the integer bit at 63 (for
+// denormals E = 0 and the integer bit clear), in the destination format's terms.
+struct Wide {
+    bool sign;
+    int32_t E;
+    uint64_t mant;
+};
+
+inline bool is_nan(const Unp& u) { return u.cls == cQNaN || u.cls == cSNaN; }
+inline int clz128(u128 x) {
+    uint64_t hi = uint64_t(x >> 64);
+    return hi ? __builtin_clzll(hi) : 64 + __builtin_clzll(uint64_t(x));
+}
+
+// ---- unpack ----------------------------------------------------------------------------------------
+
+Unp unpack_f32(uint32_t x, bool daz) {
+    Unp u{cFinite, bool(x >> 31), false, 0, 0};
+    uint32_t E = (x >> 23) & 0xff, frac = x & 0x7fffff;
+    if (E == 0xff) {
+        u.sig = kTop | uint64_t(frac) << 40;
+        u.cls = frac == 0 ? cInf : (frac >> 22) ? cQNaN : cSNaN;
+    } else if (E == 0) {
+        if (frac == 0 || daz) {
+            u.cls = cZero;
+        } else {
+            uint64_t s = uint64_t(frac) << 40;
+            int lz = __builtin_clzll(s);
+            u.sig = s << lz;
+            u.e = -126 - lz;
+            u.den = true;
+        }
+    } else {
+        u.sig = kTop | uint64_t(frac) << 40;
+        u.e = int32_t(E) - 127;
+    }
+    return u;
+}
+
+Unp unpack_f64(uint64_t x, bool daz) {
+    Unp u{cFinite, bool(x >> 63), false, 0, 0};
+    uint32_t E = (x >> 52) & 0x7ff;
+    uint64_t frac = x & ((1ull << 52) - 1);
+    if (E == 0x7ff) {
+        u.sig = kTop | frac << 11;
+        u.cls = frac == 0 ? cInf : (frac >> 51) ? cQNaN : cSNaN;
+    } else if (E == 0) {
+        if (frac == 0 || daz) {
+            u.cls = cZero;
+        } else {
+            uint64_t s = frac << 11;
+            int lz = __builtin_clzll(s);
+            u.sig = s << lz;
+            u.e = -1022 - lz;
+            u.den = true;
+        }
+    } else {
+        u.sig = kTop | frac << 11;
+        u.e = int32_t(E) - 1023;
+    }
+    return u;
+}
+
+// SDM Vol. 1, 8.2.2 "Unsupported Double Extended-Precision Floating-Point Encodings and
+// Pseudo-Denormals".
+Unp unpack_f80(F80 x) {
+    Unp u{cFinite, bool(x.se >> 15), false, 0, x.mant};
+    uint32_t E = x.se & 0x7fff;
+    if (E == 0x7fff) {
+        if (!(x.mant & kTop)) u.cls = cBad;  // pseudo-infinity / pseudo-NaN
+        else if ((x.mant << 1) == 0) u.cls = cInf;
+        else u.cls = (x.mant & kQuiet) ? cQNaN : cSNaN;
+    } else if (E == 0) {
+        if (x.mant == 0) {
+            u.cls = cZero;
+        } else {  // denormal, or pseudo-denormal (integer bit set): both have exponent emin
+            int lz = __builtin_clzll(x.mant);
+            u.sig = x.mant << lz;
+            u.e = -16382 - lz;
+            u.den = true;
+        }
+    } else if (!(x.mant & kTop)) {
+        u.cls = cBad;  // unnormal
+    } else {
+        u.e = int32_t(E) - 16383;
+    }
+    return u;
+}
+
+// ---- pack ------------------------------------------------------------------------------------------
+
+inline uint32_t pack32(Wide w) {
+    return uint32_t(w.sign) << 31 | uint32_t(w.E & 0xff) << 23 | (uint32_t(w.mant >> 40) & 0x7fffff);
+}
+inline uint64_t pack64(Wide w) {
+    return uint64_t(w.sign) << 63 | uint64_t(w.E & 0x7ff) << 52 | ((w.mant >> 11) & ((1ull << 52) - 1));
+}
+inline F80 pack80(Wide w) { return F80{w.mant, uint16_t(uint16_t(w.sign) << 15 | (w.E & 0x7fff))}; }
+
+inline int32_t e_special(const Fmt& f) { return f.emax + f.bias + 1; }
+inline Wide w_zero(bool sign) { return {sign, 0, 0}; }
+inline Wide w_inf(bool sign, const Fmt& f) { return {sign, e_special(f), kTop}; }
+inline Wide w_default_nan(const Fmt& f) { return {true, e_special(f), kTop | kQuiet}; }
+inline Wide w_nan(const Unp& u, const Fmt& f) { return {u.sign, e_special(f), u.sig | kQuiet}; }
+
+// ---- rounding --------------------------------------------------------------------------------------
+
+// s >> sh rounded with mode r (sign of the value: `sign`). Sets inexact and whether it incremented.
+inline u128 round_shift(u128 s, int sh, bool sign, Round r, bool& inexact, bool& inc) {
+    u128 q, rem;
+    int cmp;  // rem compared with half an ulp: -1 below, 0 equal, 1 above
+    if (sh <= 0) {
+        inexact = inc = false;
+        return s;
+    }
+    if (sh < 128) {
+        q = s >> sh;
+        rem = s & ((u128(1) << sh) - 1);
+        u128 half = u128(1) << (sh - 1);
+        cmp = rem > half ? 1 : rem == half ? 0 : -1;
+    } else {
+        q = 0;
+        rem = s;
+        cmp = sh == 128 ? (rem > (u128(1) << 127) ? 1 : rem == (u128(1) << 127) ? 0 : -1) : -1;
+    }
+    inexact = rem != 0;
+    switch (r) {
+        case kNearest: inc = cmp > 0 || (cmp == 0 && (q & 1)); break;
+        case kUp: inc = !sign && inexact; break;
+        case kDown: inc = sign && inexact; break;
+        default: inc = false; break;
+    }
+    return q;
+}
+
+// Round the non-zero value sig * 2^(e - 127) (sig normalised: bit 127 set) to format f with
+// precision p. SDM Vol. 1, 4.9.1.4-4.9.1.6 (overflow, underflow, inexact), 11.5.2.3-11.5.2.5.
+Wide round_pack(bool sign, int32_t e, u128 sig, const Fmt& f, int p, Env& env) {
+    int sh = 128 - p;
+    bool inexact, inc;
+    if (e >= f.emin) {
+        u128 q = round_shift(sig, sh, sign, env.round, inexact, inc);
+        q += inc;
+        if (q >> p) {
+            q >>= 1;
+            e++;
+        }
+        env.rounded_up = inc;
+        if (e > f.emax) {
+            if (!(env.masks & kOverflow)) {
+                env.flags |= kOverflow | (inexact ? kInexact : 0);
+                return {sign, e + f.bias - (f.bias == 16383 ? kWrap : 0), uint64_t(q) << (64 - p)};
+            }
+            env.flags |= kOverflow | kInexact;
+            bool to_inf = env.round == kNearest || (env.round == kUp && !sign) || (env.round == kDown && sign);
+            env.rounded_up = to_inf;
+            if (to_inf) return w_inf(sign, f);
+            return {sign, f.emax + f.bias, ((p == 64 ? ~0ull : (1ull << p) - 1)) << (64 - p)};
+        }
+        if (inexact) env.flags |= kInexact;
+        return {sign, e + f.bias, uint64_t(q) << (64 - p)};
+    }
+    // Below the normal range. Tininess is detected after rounding (x86): round as if the exponent
+    // range were unbounded and see whether the result is still below 2^emin.
+    u128 q1 = round_shift(sig, sh, sign, env.round, inexact, inc);
+    q1 += inc;
+    int32_t e1 = e;
+    if (q1 >> p) {
+        q1 >>= 1;
+        e1++;
+    }
+    bool tiny = e1 < f.emin;
+    if (tiny && !(env.masks & kUnderflow)) {
+        // Unmasked: x87 delivers the rounded result with the exponent wrapped up by 24576.
+        env.rounded_up = inc;
+        env.flags |= kUnderflow | (inexact ? kInexact : 0);
+        return {sign, e1 + f.bias + (f.bias == 16383 ? kWrap : 0), uint64_t(q1) << (64 - p)};
+    }
+    if (tiny && env.ftz) {  // SSE flush-to-zero (MXCSR.FZ), only with underflow masked
+        env.rounded_up = false;
+        env.flags |= kUnderflow | kInexact;
+        return w_zero(sign);
+    }
+    // Denormalise: the lsb sits at 2^(emin - (p-1)).
+    u128 q = round_shift(sig, sh + (f.emin - e), sign, env.round, inexact, inc);
+    q += inc;
+    env.rounded_up = inc;
+    uint64_t mant = uint64_t(q) << (64 - p);
+    if (inexact) env.flags |= kInexact | (tiny ? kUnderflow : 0);
+    return {sign, (mant >> 63) ? 1 : 0, mant};
+}
+
+// Round a finite unpacked value (exact) to the format.
+inline Wide round_unp(const Unp& u, const Fmt& f, int p, Env& env) {
+    return round_pack(u.sign, u.e, u128(u.sig) << 64, f, p, env);
+}
+
+// NaN operand handling for two-operand operations (SDM Vol. 1, Table 4-7). Precondition: at least
+// one operand is a NaN (or, for x87, unsupported).
+Wide propagate2(const Unp& a, const Unp& b, const Fmt& f, Env& env) {
+    env.rounded_up = false;
+    if (a.cls == cBad || b.cls == cBad) {
+        env.flags |= kInvalid;
+        return w_default_nan(f);
+    }
+    if (a.cls == cSNaN || b.cls == cSNaN) env.flags |= kInvalid;
+    if (!is_nan(a)) return w_nan(b, f);
+    if (!is_nan(b)) return w_nan(a, f);
+    if (!f.x87) return w_nan(a, f);
+    // x87: the NaN with the larger significand; quiet beats signalling as the quiet bit is part
+    // of the significand. Equal significands: the one with the positive sign... (see tests).
+    uint64_t sa = a.sig | kQuiet, sb = b.sig | kQuiet;
+    if (a.cls != b.cls) return w_nan(a.cls == cQNaN ? a : b, f);
+    if (sa != sb) return w_nan(sa > sb ? a : b, f);
+    return w_nan(a.sign ? b : a, f);
+}
+
+Wide propagate1(const Unp& a, const Fmt& f, Env& env) {
+    env.rounded_up = false;
+    if (a.cls == cBad) {
+        env.flags |= kInvalid;
+        return w_default_nan(f);
+    }
+    if (a.cls == cSNaN) env.flags |= kInvalid;
+    return w_nan(a, f);
+}
+
+inline Wide invalid(const Fmt& f, Env& env) {
+    env.flags |= kInvalid;
+    env.rounded_up = false;
+    return w_default_nan(f);
+}
+
+inline bool special(const Unp& u) { return u.cls >= cQNaN; }  // NaN or unsupported
+
+// ---- arithmetic cores ------------------------------------------------------------------------------
+
+Wide add_core(Unp a, Unp b, bool negate_b, const Fmt& f, int p, Env& env) {
+    if (special(a) || special(b)) return propagate2(a, b, f, env);
+    b.sign ^= negate_b;
+    if (a.cls == cInf || b.cls == cInf) {
+        env.rounded_up = false;
+        if (a.cls == cInf && b.cls == cInf && a.sign != b.sign) return invalid(f, env);
+        if (a.den || b.den) env.flags |= kDenormal;
+        return w_inf(a.cls == cInf ? a.sign : b.sign, f);
+    }
+    if (a.den || b.den) env.flags |= kDenormal;
+    if (a.cls == cZero || b.cls == cZero) {
+        if (a.cls == cZero && b.cls == cZero) {
+            env.rounded_up = false;
+            if (a.sign == b.sign) return w_zero(a.sign);
+            return w_zero(env.round == kDown);
+        }
+        return round_unp(a.cls == cZero ? b : a, f, p, env);
+    }
+    if (a.e < b.e || (a.e == b.e && a.sig < b.sig)) {
+        Unp t = a;
+        a = b;
+        b = t;
+    }
+    int d = a.e - b.e;
+    u128 A = u128(a.sig) << 63, B = u128(b.sig) << 63;  // leading one at bit 126
+    if (d) {
+        if (d >= 127) {
+            B = 1;
+        } else {
+            bool sticky = (B & ((u128(1) << d) - 1)) != 0;
+            B = (B >> d) | sticky;
+        }
+    }
+    u128 S = a.sign == b.sign ? A + B : A - B;
+    if (S == 0) {
+        env.rounded_up = false;
+        return w_zero(env.round == kDown);
+    }
+    int lz = clz128(S);
+    return round_pack(a.sign, a.e + 1 - lz, S << lz, f, p, env);
+}
+
+Wide mul_core(const Unp& a, const Unp& b, const Fmt& f, int p, Env& env) {
+    if (special(a) || special(b)) return propagate2(a, b, f, env);
+    bool sign = a.sign ^ b.sign;
+    if (a.cls == cInf || b.cls == cInf) {
+        if (a.cls == cZero || b.cls == cZero) return invalid(f, env);
+        if (a.den || b.den) env.flags |= kDenormal;
+        env.rounded_up = false;
+        return w_inf(sign, f);
+    }
+    if (a.den || b.den) env.flags |= kDenormal;
+    if (a.cls == cZero || b.cls == cZero) {
+        env.rounded_up = false;
+        return w_zero(sign);
+    }
+    u128 P = u128(a.sig) * b.sig;
+    int32_t e = a.e + b.e;
+    if (P >> 127) e++;
+    else P <<= 1;
+    return round_pack(sign, e, P, f, p, env);
+}
+
+Wide div_core(const Unp& a, const Unp& b, const Fmt& f, int p, Env& env) {
+    if (special(a) || special(b)) return propagate2(a, b, f, env);
+    bool sign = a.sign ^ b.sign;
+    env.rounded_up = false;
+    if (a.cls == cInf) {
+        if (b.cls == cInf) return invalid(f, env);
+        if (b.den) env.flags |= kDenormal;
+        return w_inf(sign, f);
+    }
+    if (b.cls == cInf) {
+        if (a.den) env.flags |= kDenormal;
+        return w_zero(sign);
+    }
+    if (b.cls == cZero) {
+        if (a.cls == cZero) return invalid(f, env);
+        env.flags |= kDivZero;  // takes precedence over DE (SDM Vol. 1, 4.9.2)
+        return w_inf(sign, f);
+    }
+    if (a.den || b.den) env.flags |= kDenormal;
+    if (a.cls == cZero) return w_zero(sign);
+    // Quotient bits: (a.sig * 2^127) / b.sig in two 64-bit steps, sticky from the remainder.
+    u128 n = u128(a.sig) << 63;
+    uint64_t q1 = uint64_t(n / b.sig);
+    u128 r = n % b.sig;
+    u128 n2 = r << 64;
+    uint64_t q2 = uint64_t(n2 / b.sig);
+    bool sticky = (n2 % b.sig) != 0;
+    u128 Q = (u128(q1) << 64 | q2) | sticky;  // value = Q * 2^(a.e - b.e - 127)
+    int lz = clz128(Q);
+    return round_pack(sign, a.e - b.e - lz, Q << lz, f, p, env);
+}
+
+// Integer square root of a 128-bit number: floor(sqrt(n)), n < 2^128.
+uint64_t isqrt128(u128 n, u128* rem) {
+    uint64_t q = 0;
+    for (int bit = 63; bit >= 0; bit--) {
+        uint64_t t = q | (1ull << bit);
+        if (u128(t) * t <= n) q = t;
+    }
+    *rem = n - u128(q) * q;
+    return q;
+}
+
+Wide sqrt_core(const Unp& a, const Fmt& f, int p, Env& env) {
+    if (special(a)) return propagate1(a, f, env);
+    env.rounded_up = false;
+    if (a.cls == cZero) return w_zero(a.sign);
+    if (a.sign) return invalid(f, env);
+    if (a.cls == cInf) return w_inf(false, f);
+    if (a.den) env.flags |= kDenormal;
+    // value = sig * 2^(e-63). Make the exponent even: R = sig << 64 (e odd) or sig << 63 (e even),
+    // so sqrt(value) = sqrt(R) * 2^((e - 127 or e - 126) / 2).
+    bool odd = a.e & 1;
+    u128 R = odd ? u128(a.sig) << 64 : u128(a.sig) << 63;
+    int32_t e2 = odd ? (a.e - 127) : (a.e - 126);  // even
+    u128 rem;
+    uint64_t q = isqrt128(R, &rem);  // q has bit 63 set (R >= 2^126)
+    // The next bit is 1 iff rem > q (sqrt = q + f, f >= 1/2 <=> rem >= q + 1/4); sticky iff rem != 0.
+    u128 S = u128(q) << 64 | (rem > q ? (1ull << 63) : 0) | (rem != 0 ? 1 : 0);
+    // value = S * 2^(e2/2 - 64) ; leading bit 127 has weight 2^(e2/2 + 63)
+    return round_pack(false, e2 / 2 + 63, S, f, p, env);
+}
+
+Wide round_int_core(const Unp& a, Round r, bool report_inexact, const Fmt& f, Env& env) {
+    if (special(a)) return propagate1(a, f, env);
+    env.rounded_up = false;
+    if (a.den && f.x87) env.flags |= kDenormal;  // ROUNDSS/SD do not report DE; FRNDINT does
+    if (a.cls == cZero) return w_zero(a.sign);
+    if (a.cls == cInf) return w_inf(a.sign, f);
+    if (a.e >= f.p - 1) return round_unp(a, f, f.p, env);  // already integral (exact)
+    bool inexact, inc;
+    u128 q = round_shift(u128(a.sig), 63 - a.e, a.sign, r, inexact, inc);
+    q += inc;
+    env.rounded_up = inc;
+    if (inexact && report_inexact) env.flags |= kInexact;
+    if (q == 0) return w_zero(a.sign);
+    uint64_t m = uint64_t(q);
+    int lz = __builtin_clzll(m);
+    Env tmp = env;  // exact: no flags
+    Wide w = round_pack(a.sign, 63 - lz, u128(m << lz) << 64, f, f.p, tmp);
+    return w;
+}
+
+// Finite/special value -> signed integer of `bits`, rounding with r. SDM Vol. 1, 4.8.3.7 (integer
+// indefinite) and the CVT*/FIST pages.
+int64_t to_int_core(const Unp& a, unsigned bits, Round r, Env& env) {
+    const uint64_t indefinite = 1ull << (bits - 1);
+    env.rounded_up = false;
+    if (a.cls >= cInf) {
+        env.flags |= kInvalid;
+        return int64_t(bits == 64 ? indefinite : (~0ull << (bits - 1)));
+    }
+    if (a.cls == cZero) return 0;
+    bool inexact = false, inc = false;
+    uint64_t mag;
+    if (a.e > 63) {
+        env.flags |= kInvalid;
+        return int64_t(bits == 64 ? indefinite : (~0ull << (bits - 1)));
+    }
+    u128 q = round_shift(u128(a.sig) << 64, 127 - a.e, a.sign, r, inexact, inc);
+    q += inc;
+    if (q > indefinite || (q == indefinite && !a.sign)) {
+        env.flags |= kInvalid;
+        return int64_t(bits == 64 ? indefinite : (~0ull << (bits - 1)));
+    }
+    mag = uint64_t(q);
+    if (inexact) env.flags |= kInexact;
+    env.rounded_up = inc;
+    return a.sign ? int64_t(0 - mag) : int64_t(mag);
+}
+
+Relation compare_core(const Unp& a, const Unp& b, bool signaling, Env& env) {
+    env.rounded_up = false;
+    if (special(a) || special(b)) {
+        if (signaling || a.cls == cSNaN || b.cls == cSNaN || a.cls == cBad || b.cls == cBad)
+            env.flags |= kInvalid;
+        return kUnordered;
+    }
+    if (a.den || b.den) env.flags |= kDenormal;
+    if (a.cls == cZero && b.cls == cZero) return kEqual;
+    // Compare as sign-magnitude keys.
+    auto key = [](const Unp& u, int32_t& e, uint64_t& s) {
+        if (u.cls == cZero) { e = INT32_MIN; s = 0; }
+        else if (u.cls == cInf) { e = INT32_MAX; s = 0; }
+        else { e = u.e; s = u.sig; }
+    };
+    int32_t ea, eb;
+    uint64_t sa, sb;
+    key(a, ea, sa);
+    key(b, eb, sb);
+    int mag = ea != eb ? (ea < eb ? -1 : 1) : sa != sb ? (sa < sb ? -1 : 1) : 0;
+    bool na = a.sign && a.cls != cZero, nb = b.sign && b.cls != cZero;
+    if (na != nb) return na ? kLess : kGreater;
+    if (mag == 0) return kEqual;
+    if (na) mag = -mag;
+    return mag < 0 ? kLess : kGreater;
+}
+
+// Integer -> format (rounds when the integer has more bits than p).
+Wide from_int(int64_t v, const Fmt& f, Env& env) {
+    env.rounded_up = false;
+    if (v == 0) return w_zero(false);
+    bool sign = v < 0;
+    uint64_t m = sign ? 0 - uint64_t(v) : uint64_t(v);
+    int lz = __builtin_clzll(m);
+    return round_pack(sign, 63 - lz, u128(m << lz) << 64, f, f.p, env);
+}
+
+// Conversion between formats (NaNs quieted and payload truncated/extended).
+// `report_denormal`: FST/FSTP m32/m64 do not raise DE for an 80-bit denormal source (measured; the
+// SDM's FST page lists no #D), the SSE conversions and FLD m32/m64 do.
+Wide convert(const Unp& a, const Fmt& to, Env& env, bool report_denormal = true) {
+    if (special(a)) return propagate1(a, to, env);
+    env.rounded_up = false;
+    if (a.den && report_denormal) env.flags |= kDenormal;
+    if (a.cls == cZero) return w_zero(a.sign);
+    if (a.cls == cInf) return w_inf(a.sign, to);
+    return round_unp(a, to, to.p, env);
+}
+
+}  // namespace
+
+// ---- binary32 / binary64 ---------------------------------------------------------------------------
+
+uint32_t f32_add(uint32_t a, uint32_t b, Env& e) {
+    return pack32(add_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), false, kF32, 24, e));
+}
+uint32_t f32_sub(uint32_t a, uint32_t b, Env& e) {
+    return pack32(add_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), true, kF32, 24, e));
+}
+uint32_t f32_mul(uint32_t a, uint32_t b, Env& e) {
+    return pack32(mul_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), kF32, 24, e));
+}
+uint32_t f32_div(uint32_t a, uint32_t b, Env& e) {
+    return pack32(div_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), kF32, 24, e));
+}
+uint32_t f32_sqrt(uint32_t a, Env& e) { return pack32(sqrt_core(unpack_f32(a, e.daz), kF32, 24, e)); }
+
+uint64_t f64_add(uint64_t a, uint64_t b, Env& e) {
+    return pack64(add_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), false, kF64, 53, e));
+}
+uint64_t f64_sub(uint64_t a, uint64_t b, Env& e) {
+    return pack64(add_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), true, kF64, 53, e));
+}
+uint64_t f64_mul(uint64_t a, uint64_t b, Env& e) {
+    return pack64(mul_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), kF64, 53, e));
+}
+uint64_t f64_div(uint64_t a, uint64_t b, Env& e) {
+    return pack64(div_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), kF64, 53, e));
+}
+uint64_t f64_sqrt(uint64_t a, Env& e) { return pack64(sqrt_core(unpack_f64(a, e.daz), kF64, 53, e)); }
+
+uint64_t f32_to_f64(uint32_t a, Env& e) { return pack64(convert(unpack_f32(a, e.daz), kF64, e)); }
+uint32_t f64_to_f32(uint64_t a, Env& e) { return pack32(convert(unpack_f64(a, e.daz), kF32, e)); }
+uint32_t i32_to_f32(int32_t a, Env& e) { return pack32(from_int(a, kF32, e)); }
+uint32_t i64_to_f32(int64_t a, Env& e) { return pack32(from_int(a, kF32, e)); }
+uint64_t i32_to_f64(int32_t a, Env& e) { return pack64(from_int(a, kF64, e)); }
+uint64_t i64_to_f64(int64_t a, Env& e) { return pack64(from_int(a, kF64, e)); }
+
+int32_t f32_to_i32(uint32_t a, Env& e) { return int32_t(to_int_core(unpack_f32(a, e.daz), 32, e.round, e)); }
+int32_t f32_to_i32_trunc(uint32_t a, Env& e) { return int32_t(to_int_core(unpack_f32(a, e.daz), 32, kZero, e)); }
+int64_t f32_to_i64(uint32_t a, Env& e) { return to_int_core(unpack_f32(a, e.daz), 64, e.round, e); }
+int64_t f32_to_i64_trunc(uint32_t a, Env& e) { return to_int_core(unpack_f32(a, e.daz), 64, kZero, e); }
+int32_t f64_to_i32(uint64_t a, Env& e) { return int32_t(to_int_core(unpack_f64(a, e.daz), 32, e.round, e)); }
+int32_t f64_to_i32_trunc(uint64_t a, Env& e) { return int32_t(to_int_core(unpack_f64(a, e.daz), 32, kZero, e)); }
+int64_t f64_to_i64(uint64_t a, Env& e) { return to_int_core(unpack_f64(a, e.daz), 64, e.round, e); }
+int64_t f64_to_i64_trunc(uint64_t a, Env& e) { return to_int_core(unpack_f64(a, e.daz), 64, kZero, e); }
+
+Relation f32_compare(uint32_t a, uint32_t b, bool signaling, Env& e) {
+    return compare_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), signaling, e);
+}
+Relation f64_compare(uint64_t a, uint64_t b, bool signaling, Env& e) {
+    return compare_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), signaling, e);
+}
+
+uint32_t f32_round_to_int(uint32_t a, Round r, bool inexact, Env& e) {
+    return pack32(round_int_core(unpack_f32(a, e.daz), r, inexact, kF32, e));
+}
+uint64_t f64_round_to_int(uint64_t a, Round r, bool inexact, Env& e) {
+    return pack64(round_int_core(unpack_f64(a, e.daz), r, inexact, kF64, e));
+}
+
+// ---- x87 80-bit ------------------------------------------------------------------------------------
+
+F80Class f80_classify(F80 a) {
+    Unp u = unpack_f80(a);
+    switch (u.cls) {
+        case cZero: return F80Class::Zero;
+        case cFinite: return u.den ? F80Class::Denormal : F80Class::Normal;
+        case cInf: return F80Class::Infinity;
+        case cQNaN: return F80Class::QNaN;
+        case cSNaN: return F80Class::SNaN;
+        default: return F80Class::Unsupported;
+    }
+}
+
+namespace {
+inline int prec(const Env& e) { return e.precision == 24 || e.precision == 53 ? e.precision : 64; }
+}  // namespace
+
+F80 f80_add(F80 a, F80 b, Env& e) { return pack80(add_core(unpack_f80(a), unpack_f80(b), false, kF80, prec(e), e)); }
+F80 f80_sub(F80 a, F80 b, Env& e) { return pack80(add_core(unpack_f80(a), unpack_f80(b), true, kF80, prec(e), e)); }
+F80 f80_mul(F80 a, F80 b, Env& e) { return pack80(mul_core(unpack_f80(a), unpack_f80(b), kF80, prec(e), e)); }
+F80 f80_div(F80 a, F80 b, Env& e) { return pack80(div_core(unpack_f80(a), unpack_f80(b), kF80, prec(e), e)); }
+F80 f80_sqrt(F80 a, Env& e) { return pack80(sqrt_core(unpack_f80(a), kF80, prec(e), e)); }
+F80 f80_round_to_int(F80 a, Env& e) { return pack80(round_int_core(unpack_f80(a), e.round, true, kF80, e)); }
+
+Relation f80_compare(F80 a, F80 b, bool signaling, Env& e) {
+    return compare_core(unpack_f80(a), unpack_f80(b), signaling, e);
+}
+
+F80 f32_to_f80(uint32_t a, Env& e) { return pack80(convert(unpack_f32(a, false), kF80, e)); }
+F80 f64_to_f80(uint64_t a, Env& e) { return pack80(convert(unpack_f64(a, false), kF80, e)); }
+uint32_t f80_to_f32(F80 a, Env& e) { return pack32(convert(unpack_f80(a), kF32x, e, false)); }
+uint64_t f80_to_f64(F80 a, Env& e) { return pack64(convert(unpack_f80(a), kF64x, e, false)); }
+
+F80 i64_to_f80(int64_t a) {
+    Env e;
+    return pack80(from_int(a, kF80, e));
+}
+
+int64_t f80_to_int(F80 a, unsigned bits, bool truncate, Env& e) {
+    return to_int_core(unpack_f80(a), bits, truncate ? kZero : e.round, e);
+}
+
+// FSCALE (SDM Vol. 2, FSCALE, Table 3-xx): a * 2^trunc(b).
+F80 f80_scale(F80 a, F80 b, Env& e) {
+    Unp x = unpack_f80(a), y = unpack_f80(b);
+    if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
+    e.rounded_up = false;
+    if (y.cls == cInf) {
+        if (x.den) e.flags |= kDenormal;
+        if (!y.sign) {  // * +inf
+            if (x.cls == cZero) return pack80(invalid(kF80, e));
+            return pack80(w_inf(x.sign, kF80));
+        }
+        if (x.cls == cInf) return pack80(invalid(kF80, e));
+        return pack80(w_zero(x.sign));
+    }
+    if (x.den || y.den) e.flags |= kDenormal;
+    if (x.cls == cZero) return pack80(w_zero(x.sign));
+    if (x.cls == cInf) return pack80(w_inf(x.sign, kF80));
+    int64_t n = 0;
+    if (y.cls == cFinite && y.e >= 0) {
+        n = y.e > 30 ? (int64_t(1) << 31) : int64_t(y.sig >> (63 - y.e));
+        if (y.sign) n = -n;
+    }
+    int64_t ne = int64_t(x.e) + n;
+    if (ne > 100000) ne = 100000;
+    if (ne < -100000) ne = -100000;
+    return pack80(round_pack(x.sign, int32_t(ne), u128(x.sig) << 64, kF80, 64, e));
+}
+
+// FXTRACT (SDM Vol. 2, FXTRACT).
+void f80_extract(F80 a, F80* exponent, F80* significand, Env& e) {
+    Unp x = unpack_f80(a);
+    e.rounded_up = false;
+    if (special(x)) {
+        *exponent = *significand = pack80(propagate1(x, kF80, e));
+        return;
+    }
+    if (x.cls == cZero) {  // divide-by-zero, exponent -inf, significand the zero
+        e.flags |= kDivZero;
+        *exponent = pack80(w_inf(true, kF80));
+        *significand = a;
+        return;
+    }
+    if (x.cls == cInf) {
+        *exponent = pack80(w_inf(false, kF80));
+        *significand = a;
+        return;
+    }
+    if (x.den) e.flags |= kDenormal;
+    *exponent = i64_to_f80(x.e);
+    *significand = F80{x.sig, uint16_t(uint16_t(x.sign) << 15 | 0x3fff)};
+}
+
+// FPREM / FPREM1 (SDM Vol. 2, FPREM, FPREM1): exact remainder, partial when the exponents differ
+// by 64 or more.
+F80 f80_rem(F80 a, F80 b, bool ieee, Env& e, unsigned* quotient, bool* incomplete) {
+    Unp x = unpack_f80(a), y = unpack_f80(b);
+    *quotient = 0;
+    *incomplete = false;
+    if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
+    e.rounded_up = false;
+    if (x.cls == cInf || y.cls == cZero) return pack80(invalid(kF80, e));
+    if (x.den || y.den) e.flags |= kDenormal;
+    // Nothing to reduce: the result is ST(0) itself, normalised (pseudo-denormals become normals).
+    if (x.cls == cZero) return a;
+    int32_t d = x.e - y.e;
+    if (y.cls == cInf || (d < 0 && !(ieee && d == -1))) return pack80(round_unp(x, kF80, 64, e));
+    bool sign = x.sign;
+    u128 r;
+    uint64_t q;
+    int32_t re;  // r's units: 2^(re - 63)
+    if (d < 64) {
+        if (d < 0) {  // FPREM1, |x| in [|y|/2, |y|): q = 0 or 1
+            r = x.sig;
+            q = 0;
+            re = x.e;
+            // compare 2|x| with |y|: x.sig * 2^(x.e) vs y.sig * 2^(y.e-1) with x.e = y.e - 1
+            u128 rs = r;
+            if (rs > y.sig) {  // a tie (rs == y.sig) keeps the even quotient 0
+                // |x| > |y|/2: q = 1, r = |y| - |x| (in units of 2^(x.e-63)), sign flips
+                r = (u128(y.sig) << 1) - rs;
+                q = 1;
+                sign = !sign;
+            }
+        } else {
+            u128 n = u128(x.sig) << d;
+            q = uint64_t(n / y.sig);
+            r = n % y.sig;
+            re = y.e;
+            if (ieee) {
+                u128 twice = r << 1;
+                if (twice > y.sig || (twice == y.sig && (q & 1))) {
+                    r = y.sig - r;
+                    q++;
+                    sign = !sign;
+                }
+            }
+        }
+        *quotient = unsigned(q & 7);
+    } else {
+        int32_t n_bits = 32 + (d & 31);
+        u128 n = u128(x.sig) << n_bits;
+        q = uint64_t(n / y.sig);
+        r = n % y.sig;
+        re = x.e - n_bits;
+        *incomplete = true;
+        *quotient = unsigned(q & 7);
+    }
+    if (r == 0) return pack80(w_zero(x.sign));
+    int lz = clz128(r);
+    // r * 2^(re - 63) ; leading bit at (127 - lz) -> exponent re - 63 + 127 - lz
+    return pack80(round_pack(sign, re + 64 - lz, r << lz, kF80, 64, e));
+}
+
+// Packed BCD (SDM Vol. 1, 4.7): bytes 0..8 hold 18 digits (two per byte, low digit in the low
+// nibble), byte 9 bit 7 the sign.
+F80 bcd_to_f80(const uint8_t bcd[10]) {
+    uint64_t v = 0;
+    for (int i = 8; i >= 0; i--) v = v * 100 + (bcd[i] >> 4) * 10 + (bcd[i] & 15);
+    F80 r = i64_to_f80(int64_t(v));
+    if (bcd[9] & 0x80) r.se |= 0x8000;
+    return r;
+}
+
+void f80_to_bcd(F80 a, uint8_t bcd[10], Env& e) {
+    Unp x = unpack_f80(a);
+    e.rounded_up = false;
+    auto indefinite = [&] {
+        e.flags |= kInvalid;
+        for (int i = 0; i < 7; i++) bcd[i] = 0;
+        bcd[7] = 0xc0;
+        bcd[8] = bcd[9] = 0xff;
+    };
+    if (special(x) || x.cls == cInf) return indefinite();
+    uint64_t mag = 0;  // (no DE: FBSTP lists no #D)
+    if (x.cls != cZero) {
+        if (x.e > 63) return indefinite();
+        bool inexact, inc;
+        u128 q = round_shift(u128(x.sig) << 64, 127 - x.e, x.sign, e.round, inexact, inc);
+        q += inc;
+        if (q > 999999999999999999ull) return indefinite();
+        if (inexact) e.flags |= kInexact;
+        e.rounded_up = inc;
+        mag = uint64_t(q);
+    }
+    for (int i = 0; i < 9; i++) {
+        unsigned lo = unsigned(mag % 10);
+        mag /= 10;
+        unsigned hi = unsigned(mag % 10);
+        mag /= 10;
+        bcd[i] = uint8_t(hi << 4 | lo);
+    }
+    bcd[9] = x.sign ? 0x80 : 0;
+}
+
+}  // namespace m86::cpu::sf
