@@ -1,0 +1,54 @@
+// The command line, in QEMU's spellings, so that someone running QEMU's microvm can swap the
+// binary: `micro86 -M microvm,pit=off -m 512M -kernel bzImage -append console=ttyS0 -nographic`.
+//
+// parse_options() turns argv into a VmConfig or one clear error message naming the offending
+// option. It does no I/O (files are opened by the board), so it is fully unit-testable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace m86::machine {
+
+enum class OnOffAuto { On, Off, Auto };
+
+// A character device backend: -serial stdio | file:PATH | none | chardev:ID, -chardev ...
+struct CharDevSpec {
+    enum class Kind { None, Stdio, File, Null } kind = Kind::None;
+    std::string id;    // for -chardev
+    std::string path;  // Kind::File
+};
+
+struct VmConfig {
+    // -M microvm,...
+    OnOffAuto pit = OnOffAuto::Auto, pic = OnOffAuto::Auto, rtc = OnOffAuto::Auto;
+    bool isa_serial = true;
+    bool option_roms = true;  // x-option-roms
+    bool auto_kernel_cmdline = true;
+    uint64_t ram_size = 128ull << 20;  // QEMU's default -m
+    unsigned cpus = 1;
+    std::string kernel, initrd, append, bios;
+    bool no_reboot = false;
+    bool nodefaults = false;
+    bool nographic = false;
+    std::vector<CharDevSpec> chardevs;   // -chardev
+    std::vector<CharDevSpec> serials;    // -serial, in order (the first is COM1)
+    // Time: realtime (default) or deterministic (-icount shift=N): virtual ns = instructions << N.
+    bool deterministic = false;
+    unsigned icount_shift = 0;
+    std::vector<std::string> notes;  // things to tell the user once (e.g. -enable-kvm is ignored)
+    bool help = false, version = false;
+};
+
+// Parse arguments (argv without the program name). On error returns nullopt and sets `error` to a
+// one-line message that names the option.
+std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std::string& error);
+
+// "512M", "1G", "2048" (MiB when no suffix, as QEMU), "1.5G". Returns false if malformed.
+bool parse_size(const std::string& s, uint64_t& bytes);
+
+extern const char* const kVmUsage;
+
+}  // namespace m86::machine
