@@ -162,8 +162,8 @@ void wait_for_input(const std::vector<int>& fds, int64_t timeout_ns) {
     for (int fd : fds)
         if (fd >= 0 && n < 8) p[n++] = {fd, POLLIN, 0};
     int ms = timeout_ns < 0 ? -1 : int((timeout_ns + 999999) / 1000000);
-    if (n == 0 && ms < 0) ms = 1000;  // nothing can wake us: don't sleep forever
     if (n == 0) {
+        if (timeout_ns < 0 || timeout_ns > 1000000000) timeout_ns = 1000000000;  // nothing else can wake us
         struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
         nanosleep(&ts, nullptr);
         return;
