@@ -11,8 +11,43 @@
 
 namespace m86::cpu {
 
-Cpu::Cpu(Bus& b) : bus(b), code_(std::make_unique<CodeCache>()) {
-    // Reset state of the segment registers (SDM Vol. 3, Table 10-1): present, read/write data,
+Cpu::Cpu(Bus& b) : bus(b), code_(std::make_unique<CodeCache>()) { reset(); }
+
+void Cpu::reset(bool init_only) {
+    // SDM Vol. 3, Table 10-1 "IA-32 and Intel 64 Processor States Following Power-up, Reset, or
+    // INIT". INIT keeps the x87/SSE state, CR0.CD/NW, the MSRs other than EFER, and the caches.
+    CpuState keep = s;
+    s = CpuState{};
+    if (init_only) {
+        s.x87 = keep.x87;
+        for (int r = 0; r < 16; r++) s.xmm[r] = keep.xmm[r];
+        s.mxcsr = keep.mxcsr;
+        s.xcr0 = keep.xcr0;
+        s.cr0 = (keep.cr0 & (cr0::CD | cr0::NW)) | cr0::ET;
+        s.star = keep.star, s.lstar = keep.lstar, s.cstar = keep.cstar, s.sfmask = keep.sfmask;
+        s.kernel_gs_base = keep.kernel_gs_base;
+        s.sysenter_cs = keep.sysenter_cs, s.sysenter_esp = keep.sysenter_esp, s.sysenter_eip = keep.sysenter_eip;
+        s.tsc_aux = keep.tsc_aux, s.pat = keep.pat, s.apic_base = keep.apic_base;
+        s.tsc_offset = keep.tsc_offset, s.tsc_adjust = keep.tsc_adjust, s.misc_enable = keep.misc_enable;
+        s.mtrr_def_type = keep.mtrr_def_type;
+        for (int k = 0; k < 11; k++) s.mtrr_fixed[k] = keep.mtrr_fixed[k];
+        for (int k = 0; k < 16; k++) s.mtrr_var[k] = keep.mtrr_var[k];
+    } else {
+        // Power-up x87 state: FCW 0040H, FSW 0, all registers +0.0 with tag "zero" (5555H).
+        s.x87.fcw = 0x0040;
+        s.x87.ftw = 0x5555;
+    }
+    lf = LazyFlags{};
+    halted = false;
+    shutdown = false;
+    wait_for_sipi = !is_bsp;
+    nmi_blocked_ = false;
+    shadow_end_ = 0;
+    step_armed_ = false;
+    delivering_ = -1;
+    fault_pending_ = false;
+    pending_.fetch_and(~(kPendInit | kPendSipi | kPendNmi));
+    // Segment registers (SDM Vol. 3, Table 10-1): present, read/write data, accessed;
     // CS = F000 with base FFFF0000.
     for (auto& sr : s.seg) {
         sr.sel = 0;
@@ -28,6 +63,7 @@ Cpu::Cpu(Bus& b) : bus(b), code_(std::make_unique<CodeCache>()) {
     s.tr.attr = SegReg::kP | 0xb;
     s.gpr[RDX] = 0x00a00f11;  // family/model/stepping, as after RESET (matches CPUID leaf 1)
     update_mode();
+    tlb_flush();
 }
 
 Cpu::~Cpu() = default;
@@ -50,8 +86,27 @@ void Cpu::update_mode() {
     else
         mode_ = (cs.attr & SegReg::kDB) ? Mode::Prot32 : Mode::Prot16;
     unsigned cpl = mode_ == Mode::Real ? 0 : (s.rflags & fl::VM) ? 3 : (cs.sel & 3);
-    tlb_ctx = cpl == 3 ? 1 : 0;
+    tlb_ctx = cpl == 3                                              ? kCtxUser
+              : (s.cr4 & cr4::SMAP) && (s.rflags & fl::AC) ? kCtxSupAC
+                                                                    : kCtxSup;
+    if (mode_ == Mode::Long64) return;
+    // Legacy-mode segment checks for lin_of (mem.h): valid offsets [seg_lo, seg_hi].
+    bool pm = mode_ != Mode::Real && !(s.rflags & fl::VM);
+    for (unsigned i = 0; i < kNumSegs; i++) {
+        const SegReg& r = s.seg[i];
+        if (pm && !(r.attr & SegReg::kP)) {
+            seg_lo[i] = 1, seg_hi[i] = 0;  // unusable (null selector): every access faults
+        } else if ((r.attr & SegReg::kS) && (r.attr & 0xc) == 0x4) {
+            seg_lo[i] = uint64_t(r.limit) + 1;  // expand-down data (SDM Vol. 3, 3.4.5.1)
+            seg_hi[i] = (r.attr & SegReg::kDB) ? 0xffffffffu : 0xffffu;
+        } else {
+            seg_lo[i] = 0, seg_hi[i] = r.limit;
+        }
+    }
+    seg_lo[kSegFlat] = 0, seg_hi[kSegFlat] = ~0ull;
 }
+
+void Cpu::raise_seg_fault(uint8_t seg) { raise_fault(seg == SS ? kSS : kGP, 0); }
 
 void Cpu::raise_fault(uint8_t vector, uint32_t error_code, uint64_t cr2) {
     last_fault = Fault{vector, error_code, cr2};
@@ -96,7 +151,10 @@ bool Cpu::cond(unsigned cc) const {
 
 Block* Cpu::find_block() {
     uint64_t lin = s.seg[CS].base + s.rip;
-    if (mode_ != Mode::Long64) lin = uint32_t(lin);
+    if (mode_ != Mode::Long64) {
+        if (s.rip > s.seg[CS].limit) raise_fault(kGP, 0);  // CS limit (SDM Vol. 3, 5.3)
+        lin = uint32_t(lin);
+    }
     if (Block* b = code_->jump_lookup(tlb_ctx, lin, mode_)) return b;
 
     uint64_t page;
@@ -161,11 +219,19 @@ void Cpu::code_page_written(uint64_t page) {
 
 StopReason Cpu::run_blocks(uint64_t limit) {
     while (icount < limit) {
-        if (halted) return StopReason::Halt;
+        slice_end_ = limit;
+        // External events, single-step traps and interrupt shadows are looked at between blocks
+        // (exceptions.cpp); service_events may shorten the next slice to one instruction.
+        // (With stop_on_exception, the snippet/test environments, TF does not single-step.)
+        if (pending_.load(std::memory_order_relaxed) | (s.rflags & fl::TF & trap_mask_) | step_armed_) [[unlikely]] {
+            service_events();
+            if (shutdown) return StopReason::Shutdown;
+        }
+        if (halted || wait_for_sipi) return StopReason::Halt;
         code_->collect();
         Block* b = find_block();
         const Insn* i = b->insns.data();
-        const Insn* end = i + std::min<uint64_t>(b->insns.size(), limit - icount);
+        const Insn* end = i + std::min<uint64_t>(b->insns.size(), slice_end_ - icount);
         exit_request = false;
         do {
             next_rip = s.rip + i->len;
@@ -178,11 +244,18 @@ StopReason Cpu::run_blocks(uint64_t limit) {
 }
 
 StopReason Cpu::run(uint64_t max_instructions) {
-    uint64_t limit = icount + max_instructions;
+    if (shutdown) return StopReason::Shutdown;
+    const uint64_t limit = icount + max_instructions;
+    trap_mask_ = stop_on_exception ? 0 : fl::TF;
     for (;;) {
         std::jmp_buf jb;
         fault_jmp_ = &jb;
         if (setjmp(jb) == 0) {
+            if (fault_pending_) {
+                // A fault to deliver (or a #DF built from two of them): see fault_during_delivery.
+                fault_pending_ = false;
+                deliver(pending_fault_.vector, Event::Exception, pending_fault_.error_code, s.rip);
+            }
             StopReason r = run_blocks(limit);
             fault_jmp_ = nullptr;
             sync_flags();
@@ -190,9 +263,16 @@ StopReason Cpu::run(uint64_t max_instructions) {
         }
         fault_jmp_ = nullptr;
         sync_flags();
-        if (stop_on_exception) return StopReason::Exception;
-        // Exception delivery through the IDT arrives with the system-level work (issue #3).
-        return StopReason::Exception;
+        step_armed_ = false;
+        if (stop_on_exception) {
+            delivering_ = -1;
+            update_mode();
+            return StopReason::Exception;
+        }
+        if (!fault_during_delivery()) return StopReason::Shutdown;
+        // A delivered exception counts as a step, so a handler that faults at once cannot hang
+        // run(); the pending fault is then delivered by the next run().
+        if (++icount >= limit) return StopReason::Limit;
     }
 }
 

@@ -11,6 +11,7 @@
 // access that can fault, so a fault always leaves the state at the faulting instruction's boundary.
 #pragma once
 
+#include <atomic>
 #include <csetjmp>
 #include <cstdint>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "cpu/bus.h"
 #include "cpu/flags.h"
 #include "cpu/insn.h"
+#include "cpu/platform.h"
 #include "cpu/state.h"
 
 namespace m86::cpu {
@@ -31,12 +33,27 @@ enum Vector : uint8_t {
     kDE = 0, kDB = 1, kNMI = 2, kBP = 3, kOF = 4, kBR = 5, kUD = 6, kNM = 7, kDF = 8, kTS = 10, kNP = 11,
     kSS = 12, kGP = 13, kPF = 14, kMF = 16, kAC = 17, kMC = 18, kXM = 19,
 };
+// Selector error codes (SDM Vol. 3, 6.13): EXT = event external to the program, IDT = the index
+// names an IDT gate, TI = the index names an LDT descriptor.
+constexpr uint32_t kErrExt = 1, kErrIdt = 2, kErrTi = 4;
+
+// What is being delivered through the IDT (SDM Vol. 3, 6.4 and 6.12): the kind decides the gate
+// DPL check (software interrupts only), error-code pushing (exceptions only), and the EXT bit.
+enum class Event : uint8_t {
+    Exception,     // fault/trap/abort detected by the processor
+    SoftInt,       // INT n: gate DPL checked against CPL, no error code
+    SoftException, // INT3, INTO: like INT n for the DPL check
+    Icebp,         // INT1 (F1): no DPL check, no error code
+    External,      // INTR (acknowledged vector)
+    Nmi,           // NMI (vector 2)
+};
 constexpr uint32_t kNoErrorCode = ~0u;
 
 // Decoding/execution mode: which default operand/address sizes the code segment implies.
 enum class Mode : uint8_t { Real, Prot16, Prot32, Compat16, Compat32, Long64 };
 
-enum class StopReason { Limit, Halt, Exception, ExitRequest };
+// Shutdown: triple fault (the board resets the machine or exits, SDM Vol. 3, 6.15 "Interrupt 8").
+enum class StopReason { Limit, Halt, Exception, ExitRequest, Shutdown };
 
 struct Fault {
     uint8_t vector = 0;
@@ -55,8 +72,11 @@ struct TlbEntry {
     uint64_t phys = 1;    // physical page address (1 = none)
 };
 constexpr unsigned kTlbBits = 8, kTlbSize = 1u << kTlbBits;
-// Access contexts: supervisor, user. (Issue #3 adds SMAP-aware contexts.)
-constexpr unsigned kTlbContexts = 2;
+// Access contexts: supervisor (SMAP enforced when CR4.SMAP; also every implicit supervisor access:
+// descriptor tables, IDT, TSS, delivery stacks), user (CPL 3), and supervisor with RFLAGS.AC = 1
+// under SMAP (explicit accesses may touch user pages, SDM Vol. 3, 4.6.1).
+constexpr unsigned kTlbContexts = 3;
+constexpr unsigned kCtxSup = 0, kCtxUser = 1, kCtxSupAC = 2;
 
 enum class Access : uint8_t { Read, Write, Exec };
 
@@ -75,6 +95,8 @@ public:
 
     // ---- configuration -----------------------------------------------------------------------
     bool stop_on_exception = true;  // snippet/test environments: stop instead of delivering
+    uint32_t apic_id = 0;   // initial APIC ID (CPUID leaves 1 and 0xB); the board numbers CPUs 0..N-1
+    uint32_t num_cpus = 1;  // logical CPUs in the machine (CPUID topology leaves 1, 4, 0xB)
 
     // ---- run control -------------------------------------------------------------------------
     uint64_t icount = 0;       // instructions retired
@@ -83,6 +105,44 @@ public:
     Fault last_fault;          // the exception that stopped run() (StopReason::Exception)
 
     StopReason run(uint64_t max_instructions);
+
+    // ---- system level: reset, external events, delivery (cpu.cpp, exceptions.cpp) ----------
+    Platform* platform = nullptr;  // the board's interrupt controller and MSRs (platform.h)
+    bool is_bsp = true;            // INIT: the BSP restarts at the reset vector, an AP waits for SIPI
+    bool wait_for_sipi = false;    // an AP after INIT: runs nothing until raise_sipi()
+    bool shutdown = false;         // after a triple fault: runs nothing until reset()/INIT
+    // Power-up/RESET state (SDM Vol. 3, Table 10-1). INIT (init_only) keeps x87/SSE state, the
+    // MSRs and the caches (same table, column "INIT").
+    void reset(bool init_only = false);
+    // Pins and inter-processor messages; safe to call from another thread.
+    void set_intr(bool level);
+    void raise_nmi();
+    void raise_init();
+    void raise_sipi(uint8_t vector);
+    // Deliver an interrupt or exception through the IVT/IDT now (from a handler: INT n, INT3...).
+    // return_rip is the address pushed (the next instruction for traps and software interrupts).
+    // Commits everything or faults (longjmp) leaving the state untouched.
+    void deliver(uint8_t vector, Event kind, uint32_t error_code, uint64_t return_rip);
+    // Call after writing RFLAGS.IF/TF/AC/IOPL outside the system ops (POPF): updates the TLB
+    // context (SMAP) and ends the block so a newly enabled interrupt or single step is seen.
+    void rflags_changed() {
+        update_mode();
+        exit_request = true;
+    }
+    // IRET ends NMI blocking (SDM Vol. 3, 6.7.1).
+    void nmi_unblock() { nmi_blocked_ = false; }
+    // Interrupt shadow (STI, MOV SS, POP SS): no interrupt before the next instruction completes.
+    void set_interrupt_shadow() {
+        shadow_end_ = icount + 2;
+        exit_request = true;
+    }
+    // Time-stamp counter as RDTSC sees it (the bus's clock plus the guest's IA32_TSC writes).
+    uint64_t tsc() { return bus.tsc(icount) + s.tsc_offset; }
+    // Legacy-mode segment checks for memory operands (lin_of in mem.h): an offset is valid if
+    // seg_lo[seg] <= off <= seg_hi[seg] (an unusable segment has lo > hi). Index kSegFlat = flat.
+    // Recomputed by update_mode(); unused in 64-bit mode.
+    uint64_t seg_lo[8] = {}, seg_hi[8] = {};
+    [[noreturn]] void raise_seg_fault(uint8_t seg);
 
     // Recompute the decode mode and TLB context after CS, CR0, EFER changes.
     void update_mode();
@@ -178,6 +238,25 @@ private:
     Block* find_block();
     StopReason run_blocks(uint64_t limit);
     void handle_fault();
+    // Exception/interrupt plumbing (exceptions.cpp).
+    void service_events();           // at an instruction boundary, with attention_ or TF set
+    bool fault_during_delivery();    // classify a nested fault (#DF / triple fault rules)
+    void deliver_real(uint8_t vector, Event kind, uint64_t return_rip);
+    void deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t return_rip);
+
+    // External events (bits of pending_) and the delivery bookkeeping.
+    static constexpr uint32_t kPendIntr = 1, kPendNmi = 2, kPendInit = 4, kPendSipi = 8;
+    std::atomic<uint32_t> pending_{0};
+    std::atomic<uint8_t> sipi_vector_{0};
+    bool nmi_blocked_ = false;       // between NMI delivery and the next IRET (SDM Vol. 3, 6.7.1)
+    uint64_t shadow_end_ = 0;        // interrupts are inhibited while icount < shadow_end_
+    uint64_t slice_end_ = 0;         // run_blocks executes at most up to this icount before re-checking
+    bool step_armed_ = false;        // TF was set at the start of the instruction just run
+    uint64_t trap_mask_ = 0;         // fl::TF when single-stepping is on (!stop_on_exception)
+    int delivering_ = -1;            // vector of the exception/interrupt being delivered, or -1
+    Event delivering_kind_ = Event::Exception;
+    bool fault_pending_ = false;     // deliver pending_fault_ at the next run-loop iteration
+    Fault pending_fault_;
 
     Mode mode_ = Mode::Real;
     std::unique_ptr<CodeCache> code_;

@@ -64,11 +64,15 @@ inline uint64_t ea(const Cpu& c, const Insn& i) {
 
 inline uint64_t seg_base(const Cpu& c, uint8_t seg) { return seg == kSegFlat ? 0 : c.s.seg[seg].base; }
 
-// Linear address of segment:offset. Outside 64-bit mode linear addresses wrap at 4 GiB.
-// (Segment limit and type checks for legacy modes: issue #3.)
+// Linear address of segment:offset. Outside 64-bit mode linear addresses wrap at 4 GiB, and the
+// offset is checked against the segment's limit (expand-down aware; an unusable segment always
+// fails): #GP(0), or #SS(0) for SS (SDM Vol. 3, 5.3). The check covers the first byte only.
 inline uint64_t lin_of(const Cpu& c, uint8_t seg, uint64_t off) {
-    uint64_t a = seg_base(c, seg) + off;
-    return c.mode() == Mode::Long64 ? a : uint32_t(a);
+    if (c.mode() == Mode::Long64) [[likely]]
+        return seg_base(c, seg) + off;
+    if (off < c.seg_lo[seg] || off > c.seg_hi[seg]) [[unlikely]]
+        const_cast<Cpu&>(c).raise_seg_fault(seg);
+    return uint32_t(seg_base(c, seg) + off);
 }
 // Linear address of the memory operand.
 inline uint64_t lin(const Cpu& c, const Insn& i) { return lin_of(c, i.seg, ea(c, i)); }

@@ -117,6 +117,12 @@ struct CpuState {
     uint64_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;
     uint64_t tsc_aux = 0, pat = 0x0007040600070406ull;
     uint64_t apic_base = 0xfee00900;
+    uint64_t tsc_offset = 0;   // guest TSC = bus TSC + tsc_offset (WRMSR IA32_TSC / TSC_ADJUST)
+    uint64_t tsc_adjust = 0;
+    uint64_t misc_enable = 1;  // IA32_MISC_ENABLE: fast strings
+    uint64_t mtrr_def_type = 0;
+    uint64_t mtrr_fixed[11] = {};  // 64K_00000, 16K_80000, 16K_A0000, 4K_C0000 .. 4K_F8000
+    uint64_t mtrr_var[16] = {};    // PHYSBASE0, PHYSMASK0, ... PHYSMASK7
 
     X87State x87;
     Xmm xmm[16];
