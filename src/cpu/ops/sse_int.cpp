@@ -288,9 +288,10 @@ template <uint8_t K> void maskmov(Cpu& c, const Insn& i) {
 // MOVNTI m32/m64, r: a plain store (the non-temporal hint has no architectural effect). No SSE checks.
 template <int W> void movnti(Cpu& c, const Insn& i) { write<U<W>>(c, lin(c, i), c.get_reg<W>(i.reg[1])); }
 
-// EMMS: all x87 tags empty (SDM Vol. 2 EMMS).
+// EMMS: all x87 tags empty and TOP = 0 (SDM Vol. 1, Table 9-3).
 void emms(Cpu& c, const Insn&) {
     check_mmx(c);
+    mmx_enter(c);
     c.s.x87.ftw = 0xffff;
 }
 
