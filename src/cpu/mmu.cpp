@@ -143,7 +143,8 @@ void Cpu::probe_write(uint64_t lin, unsigned size) {
     bool user = tlb_ctx == 1;
     translate(lin, Access::Write, user);
     uint64_t last = lin + size - 1;
-    if ((last & kPageMask) != (lin & kPageMask)) translate(last, Access::Write, user);
+    // A fault on the second page reports that page's first byte in CR2 (as the hardware does).
+    if ((last & kPageMask) != (lin & kPageMask)) translate(last & kPageMask, Access::Write, user);
 }
 
 static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) {
