@@ -60,6 +60,9 @@ struct Outcome {
 // Picks random operands for an emitted instance.
 struct Picker {
     Rng& rng;
+    // Percentage of data_offset() results whose range crosses into the guard page (#PF expected).
+    // A form may set it to 0 in its emitter (p.fault_percent = 0) before calling data_offset().
+    unsigned fault_percent = 3;
     // A random 64/32/16/8-bit GPR other than those in `avoid` (register numbers) and never RSP.
     int gpr(std::initializer_list<int> avoid = {});
     const Xbyak::Reg64& r64(int n) const;
@@ -102,9 +105,14 @@ struct RunOptions {
     int cases = 2000;          // per form unless the form says otherwise
     std::string filter;        // run only forms whose name contains this
     bool verbose = false;
+    int only_case = -1;        // >= 0: run only this case index of each form (reproduce a failure)
+    int max_reports = 3;       // mismatches printed per form (all are counted)
+    bool selftest = false;     // corrupt some emulator results on purpose; all must be detected
 };
 
-// Runs every form; prints mismatches; returns the number of failing cases.
+// Runs every form; prints mismatches and the summary line "diff: N passed, M failed" (N, M count
+// forms); returns the number of failing cases (in selftest mode: plus one if a corruption went
+// undetected).
 int run_forms(const std::vector<Form>& forms, const RunOptions& opt);
 
 }  // namespace m86::difftest
