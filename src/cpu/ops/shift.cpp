@@ -141,7 +141,10 @@ template <int W> struct Shld {
             r = U<W>((a << n) | (b >> (kBits<W> - n)));  // n < kBits for 32/64
             cf = (a >> (kBits<W> - n)) & 1;
         }
-        set_status(c, szp<W>(r) | fl::AF | (cf ? fl::CF : 0) | (msb<W>(r) != cf ? fl::OF : 0));
+        // Zen 4 takes OF's "MSB" from the shifted destination alone, so a 16-bit count of 16
+        // gives OF = CF; for smaller counts that bit is the result's MSB.
+        bool top = (W == 2 && n >= 16) ? false : msb<W>(r);
+        set_status(c, szp<W>(r) | fl::AF | (cf ? fl::CF : 0) | (top != cf ? fl::OF : 0));
         return r;
     }
 };
