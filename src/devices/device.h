@@ -39,6 +39,23 @@ public:
     virtual void write(uint64_t offset, unsigned size, uint64_t value) = 0;
 };
 
+// A device of 8-bit registers (ISA-style chips: UART, PIC, PIT, RTC): a wider access is a sequence
+// of byte accesses at consecutive offsets, low byte first, as the ISA bus splits it.
+class ByteDevice : public Device {
+public:
+    virtual uint8_t read8(unsigned offset) = 0;
+    virtual void write8(unsigned offset, uint8_t value) = 0;
+
+    uint64_t read(uint64_t offset, unsigned size) override {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < size; i++) v |= uint64_t(read8(unsigned(offset) + i)) << (8 * i);
+        return v;
+    }
+    void write(uint64_t offset, unsigned size, uint64_t value) override {
+        for (unsigned i = 0; i < size; i++) write8(unsigned(offset) + i, uint8_t(value >> (8 * i)));
+    }
+};
+
 // The input side of interrupt lines: a controller with numbered input pins.
 class IrqSink {
 public:
