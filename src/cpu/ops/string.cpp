@@ -1,9 +1,261 @@
-// Instruction class "string": not implemented yet.
+// String instructions: MOVS, CMPS, SCAS, LODS, STOS (byte/word/dword/qword), with REP, REPE, REPNE.
+// (INS/OUTS are port I/O: the system class.)
+//
+// SDM Vol. 2, the instruction pages and "REP/REPE/REPZ/REPNE/REPNZ"; Vol. 1, 7.3.9.
+//
+// Operands are implicit: the source is seg:rSI (DS or an override prefix; in 64-bit mode flat unless
+// FS/GS), the destination is always ES:rDI (no override possible). The address size (16/32/64)
+// selects SI/ESI/RSI, DI/EDI/RDI and the counter CX/ECX/RCX; index arithmetic wraps at that width,
+// and the 32-bit register writes zero-extend (like any 32-bit GPR write) while 16-bit writes merge.
+// DF selects the direction. Handlers are templates over the element width W, the address size A
+// and the repeat kind, so the inner loops carry no run-time width or prefix checks.
+//
+// Restartability: a repeated instruction commits RCX/RSI/RDI (and, for CMPS/SCAS, the flags) after
+// every completed iteration, and does not touch next_rip until it is done. If iteration k faults,
+// the state shows exactly k completed iterations with RIP still at the instruction, which is what
+// the hardware reports (SDM Vol. 1, 7.3.9.2: the instruction can be restarted after the fault).
+//
+// Speed: REP MOVS and REP STOS with DF=0 move whole runs of elements that lie within one page of
+// source and destination through host pointers (Cpu::host_ptr, which walks the page tables and fills
+// the TLB once per page). Everything else (MMIO, elements straddling a page, backward direction,
+// overlap closer than one element) takes the element-wise path through read<>/write<>.
+#include <algorithm>
+#include <cstring>
+
 #include "cpu/decode.h"
 #include "cpu/mem.h"
 
 namespace m86::cpu {
+namespace {
 
-void register_string(Registry&) {}
+enum class Op : uint8_t { Movs, Cmps, Scas, Lods, Stos };
+// Repeat kinds. MOVS/LODS/STOS repeat with either F3 or F2 (the hardware treats F2 like F3 there;
+// the differential tests check it on the host). CMPS/SCAS distinguish REPE (F3) and REPNE (F2).
+enum class Rep : uint8_t { None, Rep, RepE, RepNE };
+
+// Index/counter register of address size A (2, 4, 8 bytes).
+template <int A> inline uint64_t areg(const Cpu& c, unsigned r) { return c.s.gpr[r] & kMask<A>; }
+template <int A> inline void set_areg(Cpu& c, unsigned r, uint64_t v) { c.set_reg<A>(r, U<A>(v)); }
+
+// +W or -W by DF, as a 64-bit two's-complement step (masked to A bits when written back).
+template <int W> inline uint64_t step(const Cpu& c) { return (c.s.rflags & fl::DF) ? uint64_t(-W) : uint64_t(W); }
+
+// Destination segment, stored in Insn::aux by the selector: ES, or kSegFlat in 64-bit mode.
+inline uint64_t dst_lin(const Cpu& c, const Insn& i, uint64_t di) { return lin_of(c, uint8_t(i.aux), di); }
+inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) { return lin_of(c, i.seg, si); }
+
+// ---- one iteration of each operation -------------------------------------------------------------
+// Each reads its operands first and commits (memory write last among the faulting accesses,
+// registers and flags after it), so a fault leaves the state of the previous iteration.
+
+template <int W, int A> inline void movs1(Cpu& c, const Insn& i) {
+    uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
+    U<W> v = read<U<W>>(c, src_lin(c, i, si));
+    write<U<W>>(c, dst_lin(c, i, di), v);
+    set_areg<A>(c, RSI, si + d);
+    set_areg<A>(c, RDI, di + d);
+}
+
+template <int W, int A> inline void stos1(Cpu& c, const Insn& i) {
+    uint64_t di = areg<A>(c, RDI);
+    write<U<W>>(c, dst_lin(c, i, di), c.get_reg<W>(RAX));
+    set_areg<A>(c, RDI, di + step<W>(c));
+}
+
+template <int W, int A> inline void lods1(Cpu& c, const Insn& i) {
+    uint64_t si = areg<A>(c, RSI);
+    U<W> v = read<U<W>>(c, src_lin(c, i, si));
+    c.set_reg<W>(RAX, v);  // LODSD zero-extends into RAX like any 32-bit register write
+    set_areg<A>(c, RSI, si + step<W>(c));
+}
+
+// CMPS: flags as CMP [rSI], [rDI] (source minus destination; SDM Vol. 2, "CMPS"). Returns ZF.
+template <int W, int A> inline bool cmps1(Cpu& c, const Insn& i) {
+    uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
+    U<W> a = read<U<W>>(c, src_lin(c, i, si));
+    U<W> b = read<U<W>>(c, dst_lin(c, i, di));
+    U<W> r = U<W>(a - b);
+    c.set_lazy(FlagOp::Sub, W, r, a, b);
+    set_areg<A>(c, RSI, si + d);
+    set_areg<A>(c, RDI, di + d);
+    return r == 0;
+}
+
+// SCAS: flags as CMP rAX, [rDI]. Returns ZF.
+template <int W, int A> inline bool scas1(Cpu& c, const Insn& i) {
+    uint64_t di = areg<A>(c, RDI);
+    U<W> a = c.get_reg<W>(RAX);
+    U<W> b = read<U<W>>(c, dst_lin(c, i, di));
+    U<W> r = U<W>(a - b);
+    c.set_lazy(FlagOp::Sub, W, r, a, b);
+    set_areg<A>(c, RDI, di + step<W>(c));
+    return r == 0;
+}
+
+// ---- bulk paths ----------------------------------------------------------------------------------
+
+// How many whole W-byte elements, at most n, fit from offset `off` (address size A) and linear
+// address `la` before the end of the page or the wrap of the A-bit offset.
+template <int W, int A> inline uint64_t run_len(uint64_t off, uint64_t la, uint64_t n) {
+    uint64_t k = (kPageSize - (la & ~kPageMask)) / W;
+    if constexpr (A < 8) k = std::min<uint64_t>(k, ((kMask<A> - off) + 1) / W);
+    return std::min(k, n);
+}
+
+// Forward REP MOVS: copy the next run of elements that lies within one source page and one
+// destination page. Returns the number of elements done (0: take the element-wise path once).
+template <int W, int A> uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
+    uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI);
+    uint64_t sl = src_lin(c, i, si), dl = dst_lin(c, i, di);
+    uint64_t k = std::min(run_len<W, A>(si, sl, n), run_len<W, A>(di, dl, n));
+    if (k < 2) return 0;
+    // Source before destination: the element-wise order's faults (a source #PF is reported before
+    // a destination #PF). Both may fault; nothing has been written yet.
+    const uint8_t* s = c.host_ptr(sl, Access::Read);
+    if (!s) return 0;  // MMIO
+    uint8_t* d = c.host_ptr(dl, Access::Write);
+    if (!d) return 0;
+    size_t bytes = size_t(k * W);
+    // Overlap where the destination starts inside the source run: element-wise semantics replicate
+    // the data with period (d - s). Copy in slices of whole elements no longer than that period,
+    // each of which reads only bytes already final. Closer than one element: element-wise path.
+    // (Host addresses compare physical aliasing too: both pointers are into the same RAM mapping.)
+    if (d > s && d < s + bytes) {
+        size_t period = size_t(d - s) / W * W;
+        if (period == 0) return 0;
+        for (size_t off = 0; off < bytes; off += period) std::memcpy(d + off, s + off, std::min(period, bytes - off));
+    } else {
+        std::memmove(d, s, bytes);
+    }
+    set_areg<A>(c, RSI, si + bytes);
+    set_areg<A>(c, RDI, di + bytes);
+    set_areg<A>(c, RCX, n - k);
+    return k;
+}
+
+// Forward REP STOS: fill the next run of elements within one destination page.
+template <int W, int A> uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
+    uint64_t di = areg<A>(c, RDI), dl = dst_lin(c, i, di);
+    uint64_t k = run_len<W, A>(di, dl, n);
+    if (k < 2) return 0;
+    uint8_t* d = c.host_ptr(dl, Access::Write);
+    if (!d) return 0;
+    U<W> v = c.get_reg<W>(RAX);
+    if constexpr (W == 1) {
+        std::memset(d, v, size_t(k));
+    } else {
+        for (uint64_t j = 0; j < k; j++) std::memcpy(d + j * W, &v, W);
+    }
+    set_areg<A>(c, RDI, di + k * W);
+    set_areg<A>(c, RCX, n - k);
+    return k;
+}
+
+// ---- handlers ------------------------------------------------------------------------------------
+
+template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
+    if constexpr (R == Rep::None) {
+        if constexpr (O == Op::Movs) movs1<W, A>(c, i);
+        else if constexpr (O == Op::Stos) stos1<W, A>(c, i);
+        else if constexpr (O == Op::Lods) lods1<W, A>(c, i);
+        else if constexpr (O == Op::Cmps) cmps1<W, A>(c, i);
+        else scas1<W, A>(c, i);
+    } else {
+        // SDM Vol. 2, "REP/REPE/REPZ/REPNE/REPNZ" operation: while the count is not zero, do one
+        // iteration, decrement the count, and for CMPS/SCAS stop when ZF says so.
+        // The whole repeat runs inside this handler. Once interrupts exist, an iteration cap goes
+        // here: after N iterations leave the state as is (count/indices committed, next_rip
+        // untouched) so the run loop re-executes the instruction after taking the interrupt
+        // (SDM Vol. 1, 7.3.9.2: REP string instructions are interruptible between iterations).
+        uint64_t n = areg<A>(c, RCX);
+        while (n != 0) {
+            if constexpr (O == Op::Movs || O == Op::Stos) {
+                if (!(c.s.rflags & fl::DF)) {
+                    uint64_t k = O == Op::Movs ? movs_run<W, A>(c, i, n) : stos_run<W, A>(c, i, n);
+                    if (k) {
+                        n -= k;
+                        continue;
+                    }
+                }
+            }
+            bool zf = false;
+            if constexpr (O == Op::Movs) movs1<W, A>(c, i);
+            else if constexpr (O == Op::Stos) stos1<W, A>(c, i);
+            else if constexpr (O == Op::Lods) lods1<W, A>(c, i);
+            else if constexpr (O == Op::Cmps) zf = cmps1<W, A>(c, i);
+            else zf = scas1<W, A>(c, i);
+            set_areg<A>(c, RCX, --n);
+            if constexpr (R == Rep::RepE) {
+                if (!zf) break;
+            } else if constexpr (R == Rep::RepNE) {
+                if (zf) break;
+            }
+            (void)zf;
+        }
+    }
+}
+
+// ---- selectors -----------------------------------------------------------------------------------
+
+template <Op O, int W, Rep R> Handler by_asz(unsigned a) {
+    return a == 2 ? &string_op<O, W, 2, R> : a == 4 ? &string_op<O, W, 4, R> : &string_op<O, W, 8, R>;
+}
+
+template <Op O, Rep R> Handler by_width(unsigned w, unsigned a) {
+    switch (w) {
+        case 1: return by_asz<O, 1, R>(a);
+        case 2: return by_asz<O, 2, R>(a);
+        case 4: return by_asz<O, 4, R>(a);
+        default: return by_asz<O, 8, R>(a);
+    }
+}
+
+// The source segment: the segment of the hidden rSI-based memory operand (DS or the override).
+uint8_t source_seg(const DecodeCtx& d) {
+    for (unsigned k = 0; k < d.zi.operand_count; k++) {
+        const ZydisDecodedOperand& op = d.ops[k];
+        if (op.type != ZYDIS_OPERAND_TYPE_MEMORY) continue;
+        ZydisRegister b = op.mem.base;
+        if (b != ZYDIS_REGISTER_RSI && b != ZYDIS_REGISTER_ESI && b != ZYDIS_REGISTER_SI) continue;
+        uint8_t s = (op.mem.segment >= ZYDIS_REGISTER_ES && op.mem.segment <= ZYDIS_REGISTER_GS)
+                        ? uint8_t(op.mem.segment - ZYDIS_REGISTER_ES)
+                        : uint8_t(DS);
+        if (d.mode == Mode::Long64 && s != FS && s != GS) return kSegFlat;
+        return s;
+    }
+    return d.insn.seg;
+}
+
+template <Op O> Handler select_string(const DecodeCtx& d) {
+    // MOVSD and CMPSD share their mnemonic with the SSE2 scalar-double instructions (F2 0F 10,
+    // F2 0F C2): only the one-byte-opcode forms (A4..AF) are string instructions.
+    if (d.zi.opcode_map != ZYDIS_OPCODE_MAP_DEFAULT || d.zi.opcode < 0xa4 || d.zi.opcode > 0xaf) return nullptr;
+    Insn& i = d.insn;
+    i.seg = source_seg(d);
+    i.aux = d.mode == Mode::Long64 ? kSegFlat : ES;
+    unsigned w = i.osz, a = i.asz;
+    if constexpr (O == Op::Cmps || O == Op::Scas) {
+        if (i.has(pfx::kRepne)) return by_width<O, Rep::RepNE>(w, a);
+        if (i.has(pfx::kRep)) return by_width<O, Rep::RepE>(w, a);
+    } else {
+        if (i.has(pfx::kRep | pfx::kRepne)) return by_width<O, Rep::Rep>(w, a);
+    }
+    return by_width<O, Rep::None>(w, a);
+}
+
+}  // namespace
+
+void register_string(Registry& r) {
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_MOVSB, ZYDIS_MNEMONIC_MOVSW, ZYDIS_MNEMONIC_MOVSD, ZYDIS_MNEMONIC_MOVSQ})
+        r.add(m, select_string<Op::Movs>);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_CMPSB, ZYDIS_MNEMONIC_CMPSW, ZYDIS_MNEMONIC_CMPSD, ZYDIS_MNEMONIC_CMPSQ})
+        r.add(m, select_string<Op::Cmps>);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_SCASB, ZYDIS_MNEMONIC_SCASW, ZYDIS_MNEMONIC_SCASD, ZYDIS_MNEMONIC_SCASQ})
+        r.add(m, select_string<Op::Scas>);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_LODSB, ZYDIS_MNEMONIC_LODSW, ZYDIS_MNEMONIC_LODSD, ZYDIS_MNEMONIC_LODSQ})
+        r.add(m, select_string<Op::Lods>);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_STOSB, ZYDIS_MNEMONIC_STOSW, ZYDIS_MNEMONIC_STOSD, ZYDIS_MNEMONIC_STOSQ})
+        r.add(m, select_string<Op::Stos>);
+}
 
 }  // namespace m86::cpu
