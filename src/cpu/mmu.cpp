@@ -35,12 +35,14 @@ void Cpu::tlb_flush() {
     code_->flush_jump_cache();
 }
 
+// INVLPG semantics: drop every translation of the page containing `lin` whatever its size. The
+// software TLB keeps 4 KiB pieces of large pages, and their size is not recorded, so every entry in
+// the surrounding 1 GiB (the largest page size) goes (invalidating more than asked is allowed).
 void Cpu::tlb_flush_page(uint64_t lin) {
     for (auto* arr : {tlb_r, tlb_w})
-        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++) {
-            TlbEntry& e = arr[ctx][(lin >> 12) & (kTlbSize - 1)];
-            if (((e.tag ^ lin) & kPageMask) == 0) e = TlbEntry{};
-        }
+        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+            for (auto& e : arr[ctx])
+                if (((e.tag ^ lin) >> 30) == 0) e = TlbEntry{};
     code_->flush_jump_cache();
 }
 
@@ -50,64 +52,144 @@ void Cpu::tlb_protect_code(uint64_t page) {
             if (e.phys == page) e = TlbEntry{};
 }
 
+// The page walk (SDM Vol. 3, 4.3 32-bit paging, 4.4 PAE paging, 4.5 4-level and 5-level paging;
+// 4.6 access rights; 4.7 #PF error codes; 4.8 accessed and dirty flags). Accessed flags are set on
+// every entry used and the dirty flag on the leaf of a write, all only once the access is known to
+// be allowed, so a faulting access changes no paging entry.
+//
+// SMAP (4.6.1): a supervisor data access to a user page faults, unless it is an explicit access
+// with RFLAGS.AC = 1, which is the TLB context kCtxSupAC; implicit supervisor accesses (sys.h)
+// always run in kCtxSup.
 uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
     if (!(s.cr0 & cr0::PG)) return (s.efer & efer::LMA) ? lin : uint32_t(lin);
-    if (!(s.efer & efer::LMA)) {
-        // 32-bit and PAE paging arrive with the system-level work (issue #3).
-        log_unimplemented(0, "legacy (non-long-mode) paging");
-        raise_fault(kGP, 0);
-    }
-    bool la57 = s.cr4 & cr4::LA57;
-    if (!canonical(lin, la57)) raise_fault(kGP, 0);
+    const bool lma = s.efer & efer::LMA;
+    const bool pae = s.cr4 & cr4::PAE;
+    const bool nxe = pae && (s.efer & efer::NXE);  // execute-disable exists with PAE paging only
+    const bool write = acc == Access::Write, exec = acc == Access::Exec;
+    uint32_t err = (write ? kPfW : 0) | (user ? kPfU : 0);
+    if (exec && ((s.cr4 & cr4::SMEP) || nxe)) err |= kPfI;
 
-    uint32_t err = (acc == Access::Write ? kPfW : 0) | (user ? kPfU : 0) |
-                   (acc == Access::Exec && (s.efer & efer::NXE) ? kPfI : 0);
-    bool nxe = s.efer & efer::NXE;
-    uint64_t rsvd = nxe ? 0 : kPteNX;  // NX is reserved when EFER.NXE = 0
+    // Entries used by the walk, for the accessed/dirty updates once the access is allowed.
+    struct Used {
+        uint8_t* host;  // nullptr: the entry is not in RAM (no A/D update)
+        uint64_t pa;
+        uint64_t v;
+        bool wide;
+    } used[5];
+    int n = 0;
+    auto entry = [&](uint64_t pa, bool wide) -> uint64_t {
+        uint8_t* page = bus.page_ptr(pa & kPageMask, true);
+        uint64_t v = 0;
+        if (page) std::memcpy(&v, page + (pa & ~kPageMask), wide ? 8 : 4);
+        else v = bus.mmio_read(pa, wide ? 8 : 4);
+        used[n++] = Used{page, pa, v, wide};
+        return v;
+    };
+    auto pf = [&](uint32_t bits) { raise_fault(kPF, err | bits, lin); };
 
-    uint64_t table = s.cr3 & kAddrMask;
     bool writable = true, usr = true, nx = false;
-    int levels = la57 ? 5 : 4;
-    for (int level = levels; level >= 1; level--) {
-        unsigned shift = 12 + 9 * (level - 1);
-        uint64_t pte_addr = table + ((lin >> shift) & 511) * 8;
-        uint8_t* page = bus.page_ptr(pte_addr & kPageMask, true);
-        uint64_t pte;
-        if (page)
-            std::memcpy(&pte, page + (pte_addr & ~kPageMask), 8);
-        else
-            pte = bus.mmio_read(pte_addr, 8);
-        if (!(pte & kPteP)) raise_fault(kPF, err, lin);
-        if (pte & rsvd) raise_fault(kPF, err | kPfP | kPfRsvd, lin);
-        writable &= bool(pte & kPteW);
-        usr &= bool(pte & kPteU);
-        nx |= bool(pte & kPteNX) && nxe;
-        bool leaf = level == 1 || ((pte & kPtePS) && level <= 3);
-        if ((pte & kPtePS) && level > 3) raise_fault(kPF, err | kPfP | kPfRsvd, lin);
-        if (leaf) {
-            // Permission checks (SDM Vol. 3, 4.6).
-            bool ok = true;
-            if (user && !usr) ok = false;
-            if (acc == Access::Write && !writable && (user || (s.cr0 & cr0::WP))) ok = false;
-            if (acc == Access::Exec && nx) ok = false;
-            if (!ok) raise_fault(kPF, err | kPfP, lin);
-            uint64_t set = kPteA | (acc == Access::Write ? kPteD : 0);
-            if ((pte & set) != set) {
-                pte |= set;
-                if (page) std::memcpy(page + (pte_addr & ~kPageMask), &pte, 8);
+    uint64_t frame = 0, size_mask = 0;
+    if (!pae) {
+        // 32-bit paging: 4-byte entries, 4 KiB pages or (CR4.PSE) 4 MiB pages.
+        lin = uint32_t(lin);
+        uint64_t pde = entry((s.cr3 & 0xfffff000) + ((lin >> 22) & 0x3ff) * 4, false);
+        if (!(pde & kPteP)) pf(0);
+        writable = pde & kPteW;
+        usr = pde & kPteU;
+        if ((s.cr4 & cr4::PSE) && (pde & kPtePS)) {
+            // PSE-36: PDE bits 20:13 are physical address bits 39:32; bit 21 is reserved.
+            if (pde & (1u << 21)) pf(kPfP | kPfRsvd);
+            frame = (pde & 0xffc00000) | (((pde >> 13) & 0xff) << 32);
+            size_mask = (1u << 22) - 1;
+        } else {
+            uint64_t pte = entry((pde & 0xfffff000) + ((lin >> 12) & 0x3ff) * 4, false);
+            if (!(pte & kPteP)) pf(0);
+            writable &= bool(pte & kPteW);
+            usr &= bool(pte & kPteU);
+            frame = pte & 0xfffff000;
+            size_mask = kPageSize - 1;
+        }
+    } else {
+        // PAE, 4-level and 5-level paging: 8-byte entries. Reserved: XD without NXE; with PAE
+        // paging also bits 62:MAXPHYADDR (52 here); PS where no large page exists; a large page's
+        // low address bits (SDM Vol. 3, Tables 4-8 to 4-20).
+        const uint64_t rsvd = (nxe ? 0 : kPteNX) | (lma ? 0 : 0x7ff0000000000000ull);
+        uint64_t table;
+        int level;
+        if (!lma) {
+            lin = uint32_t(lin);
+            // PDPTE (no R/W, U/S, A; checked at MOV CR3 time: bits 2:1 and 8:5 are reserved).
+            uint64_t pdpte = entry((s.cr3 & 0xffffffe0) + ((lin >> 30) & 3) * 8, true);
+            n--;  // the PDPTE has no accessed flag to set
+            if (!(pdpte & kPteP)) pf(0);
+            if (pdpte & (0x1e6 | kPteNX | 0x7ff0000000000000ull)) pf(kPfP | kPfRsvd);
+            table = pdpte & kAddrMask;
+            level = 2;
+        } else {
+            bool la57 = s.cr4 & cr4::LA57;
+            if (!canonical(lin, la57)) raise_fault(kGP, 0);
+            table = s.cr3 & kAddrMask;
+            level = la57 ? 5 : 4;
+        }
+        for (;; level--) {
+            unsigned shift = 12 + 9 * (level - 1);
+            uint64_t e = entry(table + ((lin >> shift) & 511) * 8, true);
+            if (!(e & kPteP)) pf(0);
+            if (e & rsvd) pf(kPfP | kPfRsvd);
+            writable &= bool(e & kPteW);
+            usr &= bool(e & kPteU);
+            nx |= nxe && (e & kPteNX);
+            bool large = (e & kPtePS) && level <= 3 && level >= 2;
+            if ((e & kPtePS) && level > 3) pf(kPfP | kPfRsvd);
+            if (level == 1 || large) {
+                size_mask = (1ull << shift) - 1;
+                // Bits 12 .. shift-1 of a large page's entry: bit 12 is PAT, the rest reserved.
+                if (large && (e & size_mask & ~0x1fffull)) pf(kPfP | kPfRsvd);
+                frame = e & kAddrMask & ~size_mask;
+                break;
             }
-            uint64_t size_mask = (1ull << shift) - 1;
-            uint64_t frame = pte & kAddrMask & ~size_mask;
-            return frame | (lin & size_mask);
+            table = e & kAddrMask;
         }
-        if (!(pte & kPteA)) {
-            pte |= kPteA;
-            if (page) std::memcpy(page + (pte_addr & ~kPageMask), &pte, 8);
-        }
-        table = pte & kAddrMask;
     }
-    return 0;  // unreachable
+
+    // Access rights (SDM Vol. 3, 4.6).
+    bool ok;
+    if (user) {
+        ok = usr && (!write || writable) && !(exec && nx);
+    } else if (exec) {
+        ok = !nx && !(usr && (s.cr4 & cr4::SMEP));
+    } else {
+        bool smap_blocks = usr && (s.cr4 & cr4::SMAP) && tlb_ctx != kCtxSupAC;
+        ok = !smap_blocks && (!write || writable || !(s.cr0 & cr0::WP));
+    }
+    if (!ok) pf(kPfP);
+
+    // Accessed flags on every entry used, dirty on the leaf of a write.
+    for (int k = 0; k < n; k++) {
+        uint64_t set = kPteA | ((write && k == n - 1) ? kPteD : 0);
+        Used& u = used[k];
+        if ((u.v & set) == set || !u.host) continue;
+        uint64_t v = u.v | set;
+        std::memcpy(u.host + (u.pa & ~kPageMask), &v, u.wide ? 8 : 4);
+    }
+    return frame | (lin & size_mask);
 }
+
+// PAE paging's four PDPTEs as MOV CR3 (or enabling PAE paging) loads them: a present entry with
+// reserved bits set (2:1, 8:5, 63:MAXPHYADDR) makes the load #GP(0) (SDM Vol. 3, 4.4.1).
+namespace sys {
+bool pae_pdptes_valid(Cpu& c, uint64_t cr3) {
+    for (unsigned k = 0; k < 4; k++) {
+        uint64_t pa = (cr3 & 0xffffffe0) + k * 8;
+        uint8_t* page = c.bus.page_ptr(pa & kPageMask, false);
+        uint64_t v;
+        if (page) std::memcpy(&v, page + (pa & ~kPageMask), 8);
+        else v = c.bus.mmio_read(pa, 8);
+        if ((v & kPteP) && (v & (0x1e6 | 0xfff0000000000000ull))) return false;
+    }
+    return true;
+}
+}  // namespace sys
 
 // Read within one page.
 static void read_page(Cpu& c, uint64_t lin, uint8_t* dst, unsigned size, Access acc) {
