@@ -135,7 +135,7 @@ public:
         if (amd_ && zen_undef != kSame && zen_undef != undef) {
             f.name += " [zen4]";
             f.undefined_flags = zen_undef;
-            f.cases = cases ? cases / 4 : 500;
+            f.cases = cases ? cases / 4 : 250;
             v_.push_back(f);
         }
     }
