@@ -252,6 +252,7 @@ TEST_CASE("string: a #PF on the source part-way through REP MOVS, forward and ba
             uint64_t done = df ? (src - (hole + 0x1000)) / w + 1 : (hole - src) / w;
             CHECK(s.gpr[RCX] == count - done);
             CHECK(s.gpr[RSI] == (df ? src - done * w : src + done * w));
+            CHECK(s.cr2 == s.gpr[RSI]);  // the faulting element lies wholly in the hole
             CHECK(s.rip == SnippetEnv::kCodeBase);
         }
     }

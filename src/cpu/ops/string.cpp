@@ -15,10 +15,10 @@
 // the state shows exactly k completed iterations with RIP still at the instruction, which is what
 // the hardware reports (SDM Vol. 1, 7.3.9.2: the instruction can be restarted after the fault).
 //
-// Speed: REP MOVS and REP STOS with DF=0 move whole runs of elements that lie within one page of
-// source and destination through host pointers (Cpu::host_ptr, which walks the page tables and fills
-// the TLB once per page). Everything else (MMIO, elements straddling a page, backward direction,
-// overlap closer than one element) takes the element-wise path through read<>/write<>.
+// Speed: REP MOVS and REP STOS, in either direction, move whole runs of elements that lie within one
+// page of source and destination through host pointers (Cpu::host_ptr, which walks the page tables
+// and fills the TLB once per page). Everything else (MMIO, an element straddling a page, overlap
+// closer than one element, CMPS/SCAS/LODS) takes the element-wise path through read<>/write<>.
 #include <algorithm>
 #include <cstring>
 
@@ -94,59 +94,88 @@ template <int W, int A> inline bool scas1(Cpu& c, const Insn& i) {
 
 // ---- bulk paths ----------------------------------------------------------------------------------
 
-// How many whole W-byte elements, at most n, fit from offset `off` (address size A) and linear
-// address `la` before the end of the page or the wrap of the A-bit offset.
-template <int W, int A> inline uint64_t run_len(uint64_t off, uint64_t la, uint64_t n) {
-    uint64_t k = (kPageSize - (la & ~kPageMask)) / W;
-    if constexpr (A < 8) k = std::min<uint64_t>(k, ((kMask<A> - off) + 1) / W);
+// How many whole W-byte elements, at most n, a run starting with the element at offset `off`
+// (address size A) and linear address `la` can take before it leaves the page or the A-bit offset
+// wraps. Forward runs go up from `la`; backward runs go down from it (the first element is the
+// highest). 0 when the first element itself straddles a page or the offset wrap.
+template <int W, int A, bool Down> inline uint64_t run_len(uint64_t off, uint64_t la, uint64_t n) {
+    uint64_t po = la & ~kPageMask;
+    uint64_t k;
+    if constexpr (!Down) {
+        k = (kPageSize - po) / W;
+        if constexpr (A < 8) k = std::min<uint64_t>(k, ((kMask<A> - off) + 1) / W);
+    } else {
+        if (po + W > kPageSize) return 0;
+        k = po / W + 1;
+        if constexpr (A < 8) {
+            if (off > kMask<A> - (W - 1)) return 0;
+            k = std::min<uint64_t>(k, off / W + 1);
+        }
+    }
     return std::min(k, n);
 }
 
-// Forward REP MOVS: copy the next run of elements that lies within one source page and one
-// destination page. Returns the number of elements done (0: take the element-wise path once).
-template <int W, int A> uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
+// REP MOVS: copy the next run of elements that lies within one source page and one destination
+// page. Returns the number of elements done (0: take the element-wise path once).
+template <int W, int A, bool Down> uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI);
     uint64_t sl = src_lin(c, i, si), dl = dst_lin(c, i, di);
-    uint64_t k = std::min(run_len<W, A>(si, sl, n), run_len<W, A>(di, dl, n));
+    uint64_t k = std::min(run_len<W, A, Down>(si, sl, n), run_len<W, A, Down>(di, dl, n));
     if (k < 2) return 0;
-    // Source before destination: the element-wise order's faults (a source #PF is reported before
-    // a destination #PF). Both may fault; nothing has been written yet.
+    uint64_t back = Down ? (k - 1) * W : 0;  // from the first element to the lowest one
+    // Translate at the first element (a #PF must report its address in CR2), source before
+    // destination as the element-wise order does. Both may fault; nothing has been written yet.
+    // Each run lies in one page, so the pointers to its lowest bytes follow from the first's.
     const uint8_t* s = c.host_ptr(sl, Access::Read);
     if (!s) return 0;  // MMIO
     uint8_t* d = c.host_ptr(dl, Access::Write);
     if (!d) return 0;
+    s -= back;
+    d -= back;
     size_t bytes = size_t(k * W);
-    // Overlap where the destination starts inside the source run: element-wise semantics replicate
-    // the data with period (d - s). Copy in slices of whole elements no longer than that period,
-    // each of which reads only bytes already final. Closer than one element: element-wise path.
-    // (Host addresses compare physical aliasing too: both pointers are into the same RAM mapping.)
-    if (d > s && d < s + bytes) {
+    // s and d now point to the lowest bytes of the runs. (Host addresses also catch physical
+    // aliasing: every RAM page is in the same host mapping.)
+    // Overlap where the destination lies ahead of the source in the direction of travel: the
+    // element-wise order replicates the data with period |d - s|. Copy in slices of whole elements
+    // no longer than that period, in the direction of travel, so each slice reads only bytes that
+    // are already final. Closer than one element: element-wise path.
+    if (!Down && d > s && d < s + bytes) {
         size_t period = size_t(d - s) / W * W;
         if (period == 0) return 0;
         for (size_t off = 0; off < bytes; off += period) std::memcpy(d + off, s + off, std::min(period, bytes - off));
+    } else if (Down && d < s && s < d + bytes) {
+        size_t period = size_t(s - d) / W * W;
+        if (period == 0) return 0;
+        for (size_t off = bytes; off > 0;) {
+            size_t len = std::min(period, off);
+            off -= len;
+            std::memcpy(d + off, s + off, len);
+        }
     } else {
-        std::memmove(d, s, bytes);
+        std::memmove(d, s, bytes);  // disjoint, or the destination trails: reads see old data
     }
-    set_areg<A>(c, RSI, si + bytes);
-    set_areg<A>(c, RDI, di + bytes);
+    set_areg<A>(c, RSI, Down ? si - bytes : si + bytes);
+    set_areg<A>(c, RDI, Down ? di - bytes : di + bytes);
     set_areg<A>(c, RCX, n - k);
     return k;
 }
 
-// Forward REP STOS: fill the next run of elements within one destination page.
-template <int W, int A> uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
+// REP STOS: fill the next run of elements within one destination page.
+template <int W, int A, bool Down> uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
     uint64_t di = areg<A>(c, RDI), dl = dst_lin(c, i, di);
-    uint64_t k = run_len<W, A>(di, dl, n);
+    uint64_t k = run_len<W, A, Down>(di, dl, n);
     if (k < 2) return 0;
-    uint8_t* d = c.host_ptr(dl, Access::Write);
+    uint64_t back = Down ? (k - 1) * W : 0;
+    uint8_t* d = c.host_ptr(dl, Access::Write);  // at the first element: CR2 on a #PF
     if (!d) return 0;
+    d -= back;
     U<W> v = c.get_reg<W>(RAX);
     if constexpr (W == 1) {
         std::memset(d, v, size_t(k));
     } else {
         for (uint64_t j = 0; j < k; j++) std::memcpy(d + j * W, &v, W);
     }
-    set_areg<A>(c, RDI, di + k * W);
+    set_areg<A>(c, RDI, Down ? di - k * W : di + k * W);
     set_areg<A>(c, RCX, n - k);
     return k;
 }
@@ -170,12 +199,14 @@ template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
         uint64_t n = areg<A>(c, RCX);
         while (n != 0) {
             if constexpr (O == Op::Movs || O == Op::Stos) {
-                if (!(c.s.rflags & fl::DF)) {
-                    uint64_t k = O == Op::Movs ? movs_run<W, A>(c, i, n) : stos_run<W, A>(c, i, n);
-                    if (k) {
-                        n -= k;
-                        continue;
-                    }
+                uint64_t k;
+                if (!(c.s.rflags & fl::DF))
+                    k = O == Op::Movs ? movs_run<W, A, false>(c, i, n) : stos_run<W, A, false>(c, i, n);
+                else
+                    k = O == Op::Movs ? movs_run<W, A, true>(c, i, n) : stos_run<W, A, true>(c, i, n);
+                if (k) {
+                    n -= k;
+                    continue;
                 }
             }
             bool zf = false;
