@@ -427,7 +427,9 @@ TEST_CASE("int2: ENTER 0,0 then LEAVE restores RSP and RBP; ENTER level is taken
     CHECK(r[RBP] == 0x1234);
 }
 
-TEST_CASE("int2: an ENTER whose last push faults changes nothing") {
+TEST_CASE("int2: an ENTER whose last push faults leaves RSP and RBP unchanged") {
+    // (The pushes before the faulting one do reach memory below RSP, as on the host; the
+    // differential forms compare that.)
     machine::SnippetEnv env;
     env.set_page_present(kData, false);
     poke64(env, kData + 0x1000, 0x77);
@@ -442,8 +444,6 @@ TEST_CASE("int2: an ENTER whose last push faults changes nothing") {
     CHECK(env.cpu().s.cr2 == kData + 0xff8);
     CHECK(env.cpu().s.gpr[RSP] == kData + 0x1010);
     CHECK(env.cpu().s.gpr[RBP] == kData + 0x1800);
-    CHECK(peek64(env, kData + 0x1000) == 0x77);
-    CHECK(peek64(env, kData + 0x1008) == 0);
 }
 
 TEST_CASE("int2: ENTER write-checks the final stack pointer without writing there") {
@@ -461,7 +461,7 @@ TEST_CASE("int2: ENTER write-checks the final stack pointer without writing ther
     CHECK(env.cpu().last_fault.vector == kPF);
     CHECK(env.cpu().s.cr2 == kData + 0x7f8);
     CHECK(env.cpu().s.gpr[RSP] == kData + 0x1800);
-    CHECK(peek64(env, kData + 0x17f8) == 0);  // the push of RBP did not happen either
+    CHECK(env.cpu().s.gpr[RBP] == 0x55);
 }
 
 TEST_CASE("int2: POPF at CPL 0 loads IF and IOPL, never RF or VM, keeps bit 1; PUSHF clears RF/VM") {

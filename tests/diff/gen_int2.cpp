@@ -140,14 +140,18 @@ void jcc(Xbyak::CodeGenerator& g, int cc, const Xbyak::Label& l, bool near) {
 }
 
 // Points RSP where a push (the slot below RSP) or a pop (the slot at RSP) of `size` bytes lands:
-// mostly the harness stack (compared through its window), sometimes the data area (crossing into
-// its guard page now and then) or the bottom of the stack pages (a push faults into the unmapped
-// page below).
+// mostly the harness stack (compared through its window, +-0x200 bytes around the default RSP),
+// sometimes the data area (crossing into its guard page now and then) or, for a push, the bottom
+// of the stack pages (it faults into the unmapped page below). Pops only read the window or the
+// data area: the rest of the stack pages is neither initialised per case nor compared.
 void pick_rsp(Picker& p, State& st, unsigned size, bool push) {
     switch (p.rng() % 8) {
         case 0:
         case 1: st.gpr[RSP] = kDataAddr + p.data_offset(size) + (push ? size : 0); break;
-        case 2: st.gpr[RSP] = kStackTop - 0x2000 + p.rng() % 24; break;
+        case 2:
+            if (push) st.gpr[RSP] = kStackTop - 0x2000 + p.rng() % 24;
+            else st.gpr[RSP] += p.rng() % 0x1f0;
+            break;
         case 3: st.gpr[RSP] -= p.rng() % 16; break;
         default: break;  // the harness default
     }
@@ -181,6 +185,8 @@ void forms_movx(std::vector<Form>& v) {
     // MOVSXD (63 /r): sign-extends with REX.W; with a 32- or 16-bit operand size a plain move.
     for (unsigned w : {2u, 4u, 8u})
         for (bool mem : {false, true}) {
+            // (66 63 with memory reads an m32 on the host and keeps its low half: the operand is
+            // given 4 bytes of room before the guard page so that this shows.)
             unsigned sw = w == 8 ? 4 : w;
             add(v, "movsxd r" + bits(w) + ", " + (mem ? "m" : "r") + bits(sw),
                 [=](Xbyak::CodeGenerator& g, Picker& p, State& st) {
@@ -190,7 +196,7 @@ void forms_movx(std::vector<Form>& v) {
                         in.opcode = {0x63};
                         in.reg = enc::random_reg(p, w, false);
                         in.rm.mem = mem;
-                        if (mem) in.rm.m = enc::random_mem(p, st, sw, {}, -1);
+                        if (mem) in.rm.m = enc::random_mem(p, st, 4, {}, -1);
                         else in.rm.reg = enc::random_reg(p, w, false);
                         return in;
                     });
@@ -723,14 +729,15 @@ void forms_push_pop(std::vector<Form>& v) {
 }
 
 void forms_flags_stack(std::vector<Form>& v) {
-    // POPF with an image whose TF/IF/IOPL/NT are clear (natively the instance runs at CPL 3: IF and
-    // IOPL could not change there, while the emulator runs at CPL 0; TF would trap), then PUSHF.
-    // AC natively enables alignment checking at CPL 3, so it has its own form.
+    // POPF, then PUSHF. Natively the instance runs at CPL 3 with IF = 1 and IOPL = 0 (POPF cannot
+    // change them there), the emulator at CPL 0 with IF = 0: images have IF = 1 and IOPL = 0, so both
+    // sides end with the same IF and PUSHF stores the same image. TF (it would trap) and NT stay
+    // clear. AC natively enables alignment checking at CPL 3, so it has its own form.
     for (int kind = 0; kind < 3; ++kind) {
         static const char* const kNames[3] = {"popfq; pushfq", "popf; pushf (o16)", "popfq with AC; pushfq"};
         add(v, kNames[kind], [=](Xbyak::CodeGenerator& g, Picker& p, State& st) {
             if (kind != 2 && p.rng() % 4 == 0) pick_rsp(p, st, 8, true);  // (AC: aligned RSP only)
-            uint64_t image = p.rng() & (cpu::fl::kArith | cpu::fl::DF | cpu::fl::ID);
+            uint64_t image = (p.rng() & (cpu::fl::kArith | cpu::fl::DF | cpu::fl::ID)) | cpu::fl::IF;
             if (kind == 2) image |= cpu::fl::AC;
             image |= p.rng() & 0xffc00000ull & 0x7fffffffull;  // reserved high bits: ignored
             image |= p.rng() & (1u << 1 | 1u << 3 | 1u << 5 | 1u << 15);  // reserved low bits
@@ -747,9 +754,17 @@ void forms_flags_stack(std::vector<Form>& v) {
             }
         }, 1000);
     }
+    // PUSHF with RSP where the push may fault. POPF first sets IF (see above) on the harness stack.
     add(v, "pushfq/pushf (faulting push)", [](Xbyak::CodeGenerator& g, Picker& p, State& st) {
         bool o16 = p.rng() % 2;
+        uint64_t rsp0 = st.gpr[RSP];
         pick_rsp(p, st, o16 ? 2 : 8, true);
+        uint64_t rsp = st.gpr[RSP];
+        st.gpr[RSP] = rsp0;
+        g.db(0x68);
+        g.dd(uint32_t((p.rng() & (cpu::fl::kArith | cpu::fl::DF)) | cpu::fl::IF));
+        g.db(0x9d);
+        g.mov(g.rsp, rsp);
         if (o16) g.db(0x66);
         g.db(0x9c);
     }, 500);

@@ -62,6 +62,8 @@ template <int W> void lea(Cpu& c, const Insn& i) { c.set_reg<W>(i.reg[0], U<W>(e
 // ---- MOVSX, MOVZX, MOVSXD -----------------------------------------------------------------------
 // Destination width W, source width SW. MOVSXD with a 16- or 32-bit destination is a plain move of
 // that width (SDM Vol. 2, "MOVSX/MOVSXD"; the host agrees: 66 63 merges into AX, 63 zero-extends).
+// 66 63 with a memory source reads an m32 and keeps its low 16 bits (Zydis reports an m32 and the
+// host faults on the dword: SW = 4, W = 2).
 
 template <int W, int SW, bool Sx, uint8_t SK> void movx(Cpu& c, const Insn& i) {
     U<SW> v = get<SW, SK>(c, i, 1);
@@ -74,12 +76,12 @@ template <int W, int SW, bool Sx, uint8_t SK> void movx(Cpu& c, const Insn& i) {
 template <bool Sx, uint8_t SK> Handler movx_for(unsigned w, unsigned sw) {
     if (sw == 1) return w == 2 ? &movx<2, 1, Sx, SK> : w == 4 ? &movx<4, 1, Sx, SK> : &movx<8, 1, Sx, SK>;
     if (sw == 2) return w == 2 ? &movx<2, 2, Sx, SK> : w == 4 ? &movx<4, 2, Sx, SK> : &movx<8, 2, Sx, SK>;
-    return w == 4 ? &movx<4, 4, Sx, SK> : &movx<8, 4, Sx, SK>;
+    return w == 2 ? &movx<2, 4, Sx, SK> : w == 4 ? &movx<4, 4, Sx, SK> : &movx<8, 4, Sx, SK>;
 }
 
 template <bool Sx> Handler select_movx(const DecodeCtx& d) {
     unsigned w = d.insn.osz, sw = d.ops[1].size / 8;
-    if (w < 2 || sw > w) return nullptr;
+    if (w < 2) return nullptr;
     return d.insn.kind[1] == kOpReg ? movx_for<Sx, kOpReg>(w, sw) : movx_for<Sx, kOpMem>(w, sw);
 }
 

@@ -5,7 +5,8 @@
 // The operand size W (2/4/8 bytes) is the size of each stack slot; the stack-pointer width follows
 // the mode and SS.B (stack.h). Handlers are instantiated per W and per "64-bit mode" (L64).
 // Every handler does its last faulting access before it commits RSP or any register, so a fault
-// leaves the instruction's start state (multi-access ones, ENTER and PUSHA, probe first).
+// leaves the registers as at the instruction's start (PUSHA probes its slots first; ENTER, like the
+// hardware, may leave earlier pushes in memory below RSP).
 // SDM Vol. 2: "PUSH", "POP", "PUSHF", "POPF", "ENTER", "LEAVE"; AMD APM Vol. 3 for ENTER's details.
 #include "cpu/decode.h"
 #include "cpu/mem.h"
@@ -157,29 +158,25 @@ template <int W> void popa(Cpu& c, const Insn&) {
 // ENTER imm16, imm8 (AMD APM Vol. 3, "ENTER"; SDM Vol. 2, "ENTER"):
 //   push rBP; frame = rSP; for i in 1..level-1: push [SS: rBP - i*W]; if level > 0: push frame;
 //   rSP -= imm16; a write check (no write) at the final [SS: rSP]; rBP.W = frame.
-// The nesting level is taken modulo 32. Every access is probed in program order before anything is
-// written, so a fault (reported for the first access that faults, as the hardware does) changes
-// nothing; then the same accesses are performed.
+// The nesting level is taken modulo 32. RSP and RBP are committed only at the end, but the stores
+// below RSP happen in order: when a later access faults (a display read, a push, or the final write
+// check) the earlier pushes are already in memory, exactly as on the host (an AMD EPYC).
 template <int W, bool L64> void enter(Cpu& c, const Insn& i) {
     unsigned level = i.imm2 & 31;
     uint64_t alloc = uint16_t(i.imm);
     uint64_t s0 = sp<L64>(c), fp = c.s.gpr[RBP];
-    unsigned pushes = level ? level + 1 : 1;
-    uint64_t frame = s0 - W;
-    uint64_t s_final = s0 - pushes * W - alloc;
-
-    c.probe_write(lin_at<L64>(c, s0 - W), W);
-    for (unsigned k = 1; k < level; k++) {
-        (void)read<U<W>>(c, lin_at<L64>(c, fp - k * W));
-        c.probe_write(lin_at<L64>(c, s0 - (k + 1) * W), W);
+    uint64_t frame = s0 - W, at = s0 - W;
+    write<U<W>>(c, lin_at<L64>(c, at), c.get_reg<W>(RBP));
+    if (level) {
+        for (unsigned k = 1; k < level; k++) {
+            at -= W;
+            write<U<W>>(c, lin_at<L64>(c, at), read<U<W>>(c, lin_at<L64>(c, fp - k * W)));
+        }
+        at -= W;
+        write<U<W>>(c, lin_at<L64>(c, at), U<W>(frame));
     }
-    if (level) c.probe_write(lin_at<L64>(c, s0 - pushes * W), W);
+    uint64_t s_final = at - alloc;
     c.probe_write(lin_at<L64>(c, s_final), W);
-
-    write<U<W>>(c, lin_at<L64>(c, s0 - W), c.get_reg<W>(RBP));
-    for (unsigned k = 1; k < level; k++)
-        write<U<W>>(c, lin_at<L64>(c, s0 - (k + 1) * W), read<U<W>>(c, lin_at<L64>(c, fp - k * W)));
-    if (level) write<U<W>>(c, lin_at<L64>(c, s0 - pushes * W), U<W>(frame));
     set_sp<L64>(c, s_final);
     c.set_reg<W>(RBP, U<W>(frame));
 }
