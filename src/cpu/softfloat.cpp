@@ -190,7 +190,9 @@ Wide round_pack(bool sign, int32_t e, u128 sig, const Fmt& f, int p, Env& env) {
         }
         env.rounded_up = inc;
         if (e > f.emax) {
-            if (!(env.masks & kOverflow)) {
+            // Unmasked: the result with the exponent wrapped, unless even that does not fit
+            // (measured: then the masked response, with OE).
+            if (!(env.masks & kOverflow) && (f.bias != 16383 || e + f.bias - kWrap < 0x7fff)) {
                 env.flags |= kOverflow | (inexact ? kInexact : 0);
                 return {sign, e + f.bias - (f.bias == 16383 ? kWrap : 0), uint64_t(q) << (64 - p)};
             }
@@ -214,7 +216,13 @@ Wide round_pack(bool sign, int32_t e, u128 sig, const Fmt& f, int p, Env& env) {
     }
     bool tiny = e1 < f.emin;
     if (tiny && !(env.masks & kUnderflow)) {
-        // Unmasked: x87 delivers the rounded result with the exponent wrapped up by 24576.
+        // Unmasked: x87 delivers the rounded result with the exponent wrapped up by 24576; if even
+        // that is too small, a signed zero with UE and PE (measured).
+        if (f.bias == 16383 && e1 + f.bias + kWrap <= 0) {
+            env.rounded_up = false;
+            env.flags |= kUnderflow | kInexact;
+            return w_zero(sign);
+        }
         env.rounded_up = inc;
         env.flags |= kUnderflow | (inexact ? kInexact : 0);
         return {sign, e1 + f.bias + (f.bias == 16383 ? kWrap : 0), uint64_t(q1) << (64 - p)};
@@ -276,6 +284,15 @@ inline Wide invalid(const Fmt& f, Env& env) {
 
 inline bool special(const Unp& u) { return u.cls >= cQNaN; }  // NaN or unsupported
 
+// A denormal operand: DE. Unmasked, DE is a pre-computation exception: the operation stops here
+// with no other flag (measured on the host; SDM Vol. 1, 4.9.2) and the caller writes no result.
+inline bool denormal_stop(Env& env) {
+    env.flags |= kDenormal;
+    if (env.masks & kDenormal) return false;
+    env.rounded_up = false;
+    return true;
+}
+
 // ---- arithmetic cores ------------------------------------------------------------------------------
 
 Wide add_core(Unp a, Unp b, bool negate_b, const Fmt& f, int p, Env& env) {
@@ -284,10 +301,10 @@ Wide add_core(Unp a, Unp b, bool negate_b, const Fmt& f, int p, Env& env) {
     if (a.cls == cInf || b.cls == cInf) {
         env.rounded_up = false;
         if (a.cls == cInf && b.cls == cInf && a.sign != b.sign) return invalid(f, env);
-        if (a.den || b.den) env.flags |= kDenormal;
+        if ((a.den || b.den) && denormal_stop(env)) return w_default_nan(f);
         return w_inf(a.cls == cInf ? a.sign : b.sign, f);
     }
-    if (a.den || b.den) env.flags |= kDenormal;
+    if ((a.den || b.den) && denormal_stop(env)) return w_default_nan(f);
     if (a.cls == cZero || b.cls == cZero) {
         if (a.cls == cZero && b.cls == cZero) {
             env.rounded_up = false;
@@ -325,11 +342,11 @@ Wide mul_core(const Unp& a, const Unp& b, const Fmt& f, int p, Env& env) {
     bool sign = a.sign ^ b.sign;
     if (a.cls == cInf || b.cls == cInf) {
         if (a.cls == cZero || b.cls == cZero) return invalid(f, env);
-        if (a.den || b.den) env.flags |= kDenormal;
+        if ((a.den || b.den) && denormal_stop(env)) return w_default_nan(f);
         env.rounded_up = false;
         return w_inf(sign, f);
     }
-    if (a.den || b.den) env.flags |= kDenormal;
+    if ((a.den || b.den) && denormal_stop(env)) return w_default_nan(f);
     if (a.cls == cZero || b.cls == cZero) {
         env.rounded_up = false;
         return w_zero(sign);
@@ -347,11 +364,11 @@ Wide div_core(const Unp& a, const Unp& b, const Fmt& f, int p, Env& env) {
     env.rounded_up = false;
     if (a.cls == cInf) {
         if (b.cls == cInf) return invalid(f, env);
-        if (b.den) env.flags |= kDenormal;
+        if ((b.den) && denormal_stop(env)) return w_default_nan(f);
         return w_inf(sign, f);
     }
     if (b.cls == cInf) {
-        if (a.den) env.flags |= kDenormal;
+        if ((a.den) && denormal_stop(env)) return w_default_nan(f);
         return w_zero(sign);
     }
     if (b.cls == cZero) {
@@ -359,7 +376,7 @@ Wide div_core(const Unp& a, const Unp& b, const Fmt& f, int p, Env& env) {
         env.flags |= kDivZero;  // takes precedence over DE (SDM Vol. 1, 4.9.2)
         return w_inf(sign, f);
     }
-    if (a.den || b.den) env.flags |= kDenormal;
+    if ((a.den || b.den) && denormal_stop(env)) return w_default_nan(f);
     if (a.cls == cZero) return w_zero(sign);
     // Quotient bits: (a.sig * 2^127) / b.sig in two 64-bit steps, sticky from the remainder.
     u128 n = u128(a.sig) << 63;
@@ -390,7 +407,7 @@ Wide sqrt_core(const Unp& a, const Fmt& f, int p, Env& env) {
     if (a.cls == cZero) return w_zero(a.sign);
     if (a.sign) return invalid(f, env);
     if (a.cls == cInf) return w_inf(false, f);
-    if (a.den) env.flags |= kDenormal;
+    if ((a.den) && denormal_stop(env)) return w_default_nan(f);
     // value = sig * 2^(e-63). Make the exponent even: R = sig << 64 (e odd) or sig << 63 (e even),
     // so sqrt(value) = sqrt(R) * 2^((e - 127 or e - 126) / 2).
     bool odd = a.e & 1;
@@ -407,7 +424,7 @@ Wide sqrt_core(const Unp& a, const Fmt& f, int p, Env& env) {
 Wide round_int_core(const Unp& a, Round r, bool report_inexact, const Fmt& f, Env& env) {
     if (special(a)) return propagate1(a, f, env);
     env.rounded_up = false;
-    if (a.den && f.x87) env.flags |= kDenormal;  // ROUNDSS/SD do not report DE; FRNDINT does
+    if ((a.den && f.x87) && denormal_stop(env)) return w_default_nan(f);  // ROUNDSS/SD do not report DE; FRNDINT does
     if (a.cls == cZero) return w_zero(a.sign);
     if (a.cls == cInf) return w_inf(a.sign, f);
     if (a.e >= f.p - 1) return round_unp(a, f, f.p, env);  // already integral (exact)
@@ -588,6 +605,34 @@ F80 f80_div(F80 a, F80 b, Env& e) { return pack80(div_core(unpack_f80(a), unpack
 F80 f80_sqrt(F80 a, Env& e) { return pack80(sqrt_core(unpack_f80(a), kF80, prec(e), e)); }
 F80 f80_round_to_int(F80 a, Env& e) { return pack80(round_int_core(unpack_f80(a), e.round, true, kF80, e)); }
 
+namespace {
+Wide op_core(Op80 op, const Unp& a, const Unp& b, Env& e) {
+    int p = prec(e);
+    switch (op) {
+        case Op80::Add: return add_core(a, b, false, kF80, p, e);
+        case Op80::Sub: return add_core(a, b, true, kF80, p, e);
+        case Op80::SubR: return add_core(b, a, true, kF80, p, e);
+        case Op80::Mul: return mul_core(a, b, kF80, p, e);
+        case Op80::Div: return div_core(a, b, kF80, p, e);
+        default: return div_core(b, a, kF80, p, e);
+    }
+}
+}  // namespace
+
+F80 f80_op(Op80 op, F80 a, F80 b, Env& e) { return pack80(op_core(op, unpack_f80(a), unpack_f80(b), e)); }
+F80 f80_op_f32(Op80 op, F80 a, uint32_t b, Env& e) {
+    return pack80(op_core(op, unpack_f80(a), unpack_f32(b, false), e));
+}
+F80 f80_op_f64(Op80 op, F80 a, uint64_t b, Env& e) {
+    return pack80(op_core(op, unpack_f80(a), unpack_f64(b, false), e));
+}
+Relation f80_compare_f32(F80 a, uint32_t b, bool signaling, Env& e) {
+    return compare_core(unpack_f80(a), unpack_f32(b, false), signaling, e);
+}
+Relation f80_compare_f64(F80 a, uint64_t b, bool signaling, Env& e) {
+    return compare_core(unpack_f80(a), unpack_f64(b, false), signaling, e);
+}
+
 Relation f80_compare(F80 a, F80 b, bool signaling, Env& e) {
     return compare_core(unpack_f80(a), unpack_f80(b), signaling, e);
 }
@@ -612,7 +657,7 @@ F80 f80_scale(F80 a, F80 b, Env& e) {
     if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
     e.rounded_up = false;
     if (y.cls == cInf) {
-        if (x.den) e.flags |= kDenormal;
+        if ((x.den) && denormal_stop(e)) return pack80(w_default_nan(kF80));
         if (!y.sign) {  // * +inf
             if (x.cls == cZero) return pack80(invalid(kF80, e));
             return pack80(w_inf(x.sign, kF80));
@@ -620,7 +665,7 @@ F80 f80_scale(F80 a, F80 b, Env& e) {
         if (x.cls == cInf) return pack80(invalid(kF80, e));
         return pack80(w_zero(x.sign));
     }
-    if (x.den || y.den) e.flags |= kDenormal;
+    if ((x.den || y.den) && denormal_stop(e)) return pack80(w_default_nan(kF80));
     if (x.cls == cZero) return pack80(w_zero(x.sign));
     if (x.cls == cInf) return pack80(w_inf(x.sign, kF80));
     int64_t n = 0;
@@ -653,7 +698,7 @@ void f80_extract(F80 a, F80* exponent, F80* significand, Env& e) {
         *significand = a;
         return;
     }
-    if (x.den) e.flags |= kDenormal;
+    if ((x.den) && denormal_stop(e)) return;
     *exponent = i64_to_f80(x.e);
     *significand = F80{x.sig, uint16_t(uint16_t(x.sign) << 15 | 0x3fff)};
 }
@@ -667,7 +712,7 @@ F80 f80_rem(F80 a, F80 b, bool ieee, Env& e, unsigned* quotient, bool* incomplet
     if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
     e.rounded_up = false;
     if (x.cls == cInf || y.cls == cZero) return pack80(invalid(kF80, e));
-    if (x.den || y.den) e.flags |= kDenormal;
+    if ((x.den || y.den) && denormal_stop(e)) return pack80(w_default_nan(kF80));
     // Nothing to reduce: the result is ST(0) itself, normalised (pseudo-denormals become normals).
     if (x.cls == cZero) return a;
     int32_t d = x.e - y.e;
@@ -759,5 +804,19 @@ void f80_to_bcd(F80 a, uint8_t bcd[10], Env& e) {
     }
     bcd[9] = x.sign ? 0x80 : 0;
 }
+
+bool f80_sincos(F80, F80* s, F80* c, Env&) {
+    if (s) *s = kF80DefaultNaN;
+    if (c) *c = kF80DefaultNaN;
+    return true;
+}
+bool f80_tan(F80, F80* t, Env&) {
+    *t = kF80DefaultNaN;
+    return true;
+}
+F80 f80_atan(F80, F80, Env&) { return kF80DefaultNaN; }
+F80 f80_2xm1(F80, Env&) { return kF80DefaultNaN; }
+F80 f80_yl2x(F80, F80, Env&) { return kF80DefaultNaN; }
+F80 f80_yl2xp1(F80, F80, Env&) { return kF80DefaultNaN; }
 
 }  // namespace m86::cpu::sf

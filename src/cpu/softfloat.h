@@ -110,6 +110,17 @@ inline bool f80_is_nan(F80 a) {
     return c == F80Class::QNaN || c == F80Class::SNaN;
 }
 
+// The four basic operations as a value (x87 register and memory forms share one path). SubR/DivR
+// compute b - a and b / a.
+enum class Op80 : uint8_t { Add, Mul, Sub, SubR, Div, DivR };
+F80 f80_op(Op80 op, F80 a, F80 b, Env& e);
+// The same with a single/double memory operand b, converted exactly inside the operation so that its
+// SNaN (IE) and denormal (DE) status follow the operation's exception priorities.
+F80 f80_op_f32(Op80 op, F80 a, uint32_t b, Env& e);
+F80 f80_op_f64(Op80 op, F80 a, uint64_t b, Env& e);
+Relation f80_compare_f32(F80 a, uint32_t b, bool signaling, Env& e);
+Relation f80_compare_f64(F80 a, uint64_t b, bool signaling, Env& e);
+
 F80 f80_add(F80 a, F80 b, Env& e);
 F80 f80_sub(F80 a, F80 b, Env& e);
 F80 f80_mul(F80 a, F80 b, Env& e);
@@ -126,6 +137,16 @@ void f80_extract(F80 a, F80* exponent, F80* significand, Env& e);
 // whether only a partial reduction was done (C2).
 F80 f80_rem(F80 a, F80 b, bool ieee, Env& e, unsigned* quotient, bool* incomplete);
 Relation f80_compare(F80 a, F80 b, bool signaling, Env& e);
+
+// x87 transcendentals, computed with ~128-bit internal precision and rounded once with env.round
+// (precision control does not apply). FSIN/FCOS/FSINCOS/FPTAN return false (operand out of range,
+// C2 = 1, nothing written) when |a| >= 2^63.
+bool f80_sincos(F80 a, F80* sin, F80* cos, Env& e);  // either output may be null
+bool f80_tan(F80 a, F80* tan, Env& e);
+F80 f80_atan(F80 x, F80 y, Env& e);    // FPATAN: arctan(y / x) with x = ST(0), y = ST(1)
+F80 f80_2xm1(F80 a, Env& e);           // F2XM1: 2^a - 1
+F80 f80_yl2x(F80 x, F80 y, Env& e);    // FYL2X: y * log2(x), x = ST(0), y = ST(1)
+F80 f80_yl2xp1(F80 x, F80 y, Env& e);  // FYL2XP1: y * log2(x + 1)
 
 // Conversions. Loading f32/f64 is exact (SNaN -> IE + quieted, denormal -> DE); storing rounds with
 // env.round (precision control does not apply) and can overflow/underflow.
