@@ -140,6 +140,17 @@ public:
         }
     }
 
+    // A form only for AMD hosts (behaviour the SDM leaves undefined, checked against Zen 4).
+    void add_amd(const std::string& name, uint64_t undef, Emit e, int cases = 500) {
+        if (!amd_) return;
+        Form f;
+        f.name = "int1 " + name + " [zen4]";
+        f.emit = e;
+        f.undefined_flags = undef;
+        f.cases = cases;
+        v_.push_back(f);
+    }
+
 private:
     std::vector<Form>& v_;
     bool amd_;
@@ -296,6 +307,18 @@ void double_shift_forms(Forms& F) {
                 }
             }
         }
+    }
+    // 16-bit counts 17..31: undefined results and flags (SDM); Zen 4 repeats the source.
+    for (bool left : {true, false}) {
+        F.add_amd(std::string(left ? "shld" : "shrd") + " r16, r16, cl (count > 16)", 0,
+                  [left](Gen& g, Picker& p, State& st) {
+                      st.gpr[kRCX] = (p.rng() & ~0xffull) | (17 + p.rng() % 15) | (p.rng() % 8) << 5;
+                      int d = pick_gpr(p, 1u << kRCX), s = pick_gpr(p, 1u << kRCX);
+                      set_low(st, d, 2, p.edge(2));
+                      if (s != d) set_low(st, s, 2, p.edge(2));
+                      if (left) g.shld(p.r16(d), p.r16(s), Xbyak::util::cl);
+                      else g.shrd(p.r16(d), p.r16(s), Xbyak::util::cl);
+                  });
     }
 }
 

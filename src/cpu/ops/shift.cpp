@@ -14,7 +14,8 @@
 //    MSB(result) ^ CF; SHR/ROR/RCR/SHRD: MSB(result) ^ MSB-1(result); SAR: 0) and AF = 1 for
 //    SHL/SHR/SAR/SHLD/SHRD. Rotates write only CF and OF.
 //  - SHLD/SHRD with a 16-bit operand and a count above 16 have undefined results; we give Zen 4's
-//    (the source is repeated: dest:src:src for SHLD, src:src:dest for SHRD) with CF = 0.
+//    (the source is repeated: dest:src:src for SHLD, src:src:dest for SHRD) and flags (CF = 0;
+//    OF: SHLD takes the "MSB" from the shifted destination alone, which makes OF = CF from 16 up).
 #include "cpu/decode.h"
 #include "cpu/mem.h"
 
