@@ -632,10 +632,9 @@ void scan_forms(Forms& F) {
         int op;
         uint64_t undef, zen_undef;
     };
-    // SDM: BSF/BSR leave CF OF SF AF PF undefined (Zen 4's PF is not modelled); LZCNT/TZCNT
-    // OF SF PF AF; POPCNT defines all.
+    // SDM: BSF/BSR leave CF OF SF AF PF undefined; LZCNT/TZCNT OF SF PF AF; POPCNT defines all.
     static const S kOps[] = {
-        {"bsf", kBsf, CF | OF | SF | AF | PF, PF},   {"bsr", kBsr, CF | OF | SF | AF | PF, PF},
+        {"bsf", kBsf, CF | OF | SF | AF | PF, 0},    {"bsr", kBsr, CF | OF | SF | AF | PF, 0},
         {"tzcnt", kTzcnt, OF | SF | PF | AF, 0},     {"lzcnt", kLzcnt, OF | SF | PF | AF, 0},
         {"popcnt", kPopcnt, 0, 0},
     };

@@ -13,7 +13,7 @@
 //  - BSF/BSR with a zero source: ZF = 1 and the destination is left unchanged (a 32-bit
 //    destination keeps its upper half), as Intel and AMD processors do.
 //  - Undefined flags get the values Zen 4 gives (measured): BT* change only CF; BSF/BSR clear CF
-//    OF SF AF; LZCNT/TZCNT keep OF and clear SF PF AF; ANDN BLS* BZHI set PF from the result and
+//    OF SF AF and set PF from the result (PF = 1 for a zero source); LZCNT/TZCNT keep OF and clear SF PF AF; ANDN BLS* BZHI set PF from the result and
 //    clear AF; BEXTR sets PF from the result, AF = 1 and SF = 0.
 #include "cpu/decode.h"
 #include "cpu/mem.h"
