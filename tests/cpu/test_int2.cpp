@@ -565,3 +565,59 @@ TEST_CASE("int2: multi-byte and hint NOPs do not touch their memory operand") {
     REQUIRE(env.run(100) == StopReason::Halt);
     CHECK(env.cpu().s.gpr[RBX] == 1);
 }
+
+TEST_CASE("int2: in 32-bit compatibility mode PUSH/POP/CALL/ENTER/LEAVE use ESP and 32-bit slots") {
+    machine::SnippetEnv env;
+    CpuState& s = env.cpu().s;
+    s.seg[CS].attr = 0xc09b;  // 32-bit code segment (D = 1, L = 0): compatibility mode
+    env.cpu().update_mode();
+    REQUIRE(env.cpu().mode() == Mode::Compat32);
+    env.load_code({
+        0xbc, 0x00, 0x08, 0x20, 0x00,  // 0: mov esp, 0x200800
+        0x68, 0x78, 0x56, 0x34, 0x12,  // 5: push 0x12345678
+        0x58,                          // 10: pop eax
+        0xe8, 0x00, 0x00, 0x00, 0x00,  // 11: call 16 (pushes 0x100010)
+        0x5b,                          // 16: pop ebx
+        0xbd, 0x44, 0x33, 0x22, 0x11,  // 17: mov ebp, 0x11223344
+        0xc8, 0x08, 0x00, 0x01,        // 22: enter 8, 1
+        0x89, 0xe6,                    // 26: mov esi, esp
+        0x89, 0xef,                    // 28: mov edi, ebp
+        0xc9,                          // 30: leave
+        0xf4,                          // 31: hlt
+    });
+    REQUIRE(env.run(100) == StopReason::Halt);
+    CHECK(uint32_t(s.gpr[RAX]) == 0x12345678);
+    CHECK(uint32_t(s.gpr[RBX]) == 0x100010);
+    // ENTER 8, 1: push ebp -> 0x2007fc (frame); push frame -> 0x2007f8; esp = 0x2007f0.
+    CHECK(uint32_t(s.gpr[RDI]) == 0x2007fc);
+    CHECK(uint32_t(s.gpr[RSI]) == 0x2007f0);
+    uint32_t slot = 0;
+    env.peek(0x2007f8, &slot, 4);
+    CHECK(slot == 0x2007fc);
+    CHECK(uint32_t(s.gpr[RSP]) == 0x200800);
+    CHECK(uint32_t(s.gpr[RBP]) == 0x11223344);
+}
+
+TEST_CASE("int2: with a 16-bit stack (SS.B = 0) SP wraps and the upper bits of ESP are kept") {
+    // SDM Vol. 1, 6.2.3: the stack-address size is given by SS.B; with B = 0 pushes and pops use SP.
+    machine::SnippetEnv env;
+    CpuState& s = env.cpu().s;
+    s.seg[CS].attr = 0xc09b;
+    s.seg[SS].attr = 0x8093;  // 16-bit stack segment
+    s.seg[SS].base = 0x200000;
+    env.cpu().update_mode();
+    s.gpr[RSP] = 0x12340002;
+    s.gpr[RAX] = 0xcafef00d;
+    env.load_code({
+        0x50,  // push eax: SP = 0xfffe, writes SS:0xfffe
+        0x59,  // pop ecx: SP = 0x0002
+        0x50,  // push eax
+        0xf4,
+    });
+    REQUIRE(env.run(100) == StopReason::Halt);
+    CHECK(uint32_t(s.gpr[RCX]) == 0xcafef00d);
+    CHECK(uint32_t(s.gpr[RSP]) == 0x1234fffe);
+    uint32_t v = 0;
+    env.peek(0x200000 + 0xfffe, &v, 4);
+    CHECK(v == 0xcafef00d);
+}
