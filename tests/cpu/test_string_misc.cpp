@@ -316,6 +316,52 @@ TEST_CASE("string: REPE CMPS and REPNE SCAS stop where the SDM says, with CMP fl
     CHECK((env.cpu().rflags() & fl::CF) != 0);
 }
 
+TEST_CASE("string: with TF set a repeat runs one iteration per instruction, RIP staying on it") {
+    // What the host does (a SIGTRAP per iteration of a single-stepped REP STOSB, RIP at the REP
+    // until the last one): one iteration, then the single-step trap with the instruction restarting.
+    SnippetEnv env;
+    auto code = with_hlt({0xf3, 0xaa});  // rep stosb
+    env.load_code(code);
+    auto& s = env.cpu().s;
+    s.rflags |= fl::TF;
+    s.gpr[RDI] = kArea;
+    s.gpr[RCX] = 5;
+    for (uint64_t left = 4;; left--) {
+        REQUIRE(env.run(1) == StopReason::Limit);
+        CHECK(s.gpr[RCX] == left);
+        CHECK(s.gpr[RDI] == kArea + 5 - left);
+        if (left == 0) {
+            CHECK(s.rip == SnippetEnv::kCodeBase + 2);
+            break;
+        }
+        CHECK(s.rip == SnippetEnv::kCodeBase);
+    }
+    // REPE CMPSB stopping on a difference at the second element: done after two steps.
+    env.reset_cpu();
+    const char a[] = "xyz", b[] = "xYz";
+    env.poke(kArea, a, 3);
+    env.poke(kArea + 0x100, b, 3);
+    env.load_code(with_hlt({0xf3, 0xa6}));
+    auto& s2 = env.cpu().s;
+    s2.rflags |= fl::TF;
+    s2.gpr[RSI] = kArea;
+    s2.gpr[RDI] = kArea + 0x100;
+    s2.gpr[RCX] = 3;
+    REQUIRE(env.run(1) == StopReason::Limit);
+    CHECK(s2.rip == SnippetEnv::kCodeBase);
+    CHECK(s2.gpr[RCX] == 2);
+    REQUIRE(env.run(1) == StopReason::Limit);
+    CHECK(s2.rip == SnippetEnv::kCodeBase + 2);
+    CHECK(s2.gpr[RCX] == 1);
+    // RCX = 0: the instruction completes at once.
+    env.reset_cpu();
+    env.load_code(with_hlt({0xf3, 0xaa}));
+    env.cpu().s.rflags |= fl::TF;
+    env.cpu().s.gpr[RCX] = 0;
+    REQUIRE(env.run(1) == StopReason::Limit);
+    CHECK(env.cpu().s.rip == SnippetEnv::kCodeBase + 2);
+}
+
 TEST_CASE("string: 0x67 uses ESI/EDI/ECX and zero-extends them") {
     SnippetEnv env;
     fill_pattern(env, kArea, 0x100, 9);

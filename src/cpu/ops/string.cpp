@@ -11,9 +11,10 @@
 // and the repeat kind, so the inner loops carry no run-time width or prefix checks.
 //
 // Restartability: a repeated instruction commits RCX/RSI/RDI (and, for CMPS/SCAS, the flags) after
-// every completed iteration, and does not touch next_rip until it is done. If iteration k faults,
-// the state shows exactly k completed iterations with RIP still at the instruction, which is what
-// the hardware reports (SDM Vol. 1, 7.3.9.2: the instruction can be restarted after the fault).
+// every completed iteration. If iteration k faults, the state shows exactly k completed iterations
+// with RIP still at the instruction, which is what the hardware reports (SDM Vol. 1, 7.3.9.2: the
+// instruction can be restarted after the fault). The same property lets a repeat stop part-way on
+// purpose (single-step: one iteration per #DB) by pointing next_rip back at itself.
 //
 // Speed: REP MOVS and REP STOS, in either direction, move whole runs of elements that lie within one
 // page of source and destination through host pointers (Cpu::host_ptr, which walks the page tables
@@ -192,21 +193,28 @@ template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
     } else {
         // SDM Vol. 2, "REP/REPE/REPZ/REPNE/REPNZ" operation: while the count is not zero, do one
         // iteration, decrement the count, and for CMPS/SCAS stop when ZF says so.
-        // The whole repeat runs inside this handler. Once interrupts exist, an iteration cap goes
-        // here: after N iterations leave the state as is (count/indices committed, next_rip
-        // untouched) so the run loop re-executes the instruction after taking the interrupt
-        // (SDM Vol. 1, 7.3.9.2: REP string instructions are interruptible between iterations).
+        //
+        // The whole repeat runs inside this handler. Re-executing the instruction is how it gives
+        // up control part-way: leave the count/indices committed, set next_rip back to the
+        // instruction and end the block. Single-stepping does that after every iteration (TF set:
+        // one iteration, then the #DB trap with RIP at the instruction while iterations remain, as
+        // the host does, checked there: SDM Vol. 3, 18.3.1.4 and the REP page). Once interrupts
+        // can arrive while a long repeat runs, an iteration cap goes here the same way (SDM Vol. 1,
+        // 7.3.9.2: REP string instructions are interruptible between iterations).
         uint64_t n = areg<A>(c, RCX);
         while (n != 0) {
+            bool step = c.s.rflags & fl::TF;
             if constexpr (O == Op::Movs || O == Op::Stos) {
-                uint64_t k;
-                if (!(c.s.rflags & fl::DF))
-                    k = O == Op::Movs ? movs_run<W, A, false>(c, i, n) : stos_run<W, A, false>(c, i, n);
-                else
-                    k = O == Op::Movs ? movs_run<W, A, true>(c, i, n) : stos_run<W, A, true>(c, i, n);
-                if (k) {
-                    n -= k;
-                    continue;
+                if (!step) [[likely]] {
+                    uint64_t k;
+                    if (!(c.s.rflags & fl::DF))
+                        k = O == Op::Movs ? movs_run<W, A, false>(c, i, n) : stos_run<W, A, false>(c, i, n);
+                    else
+                        k = O == Op::Movs ? movs_run<W, A, true>(c, i, n) : stos_run<W, A, true>(c, i, n);
+                    if (k) {
+                        n -= k;
+                        continue;
+                    }
                 }
             }
             bool zf = false;
@@ -222,6 +230,13 @@ template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
                 if (zf) break;
             }
             (void)zf;
+            if (step) [[unlikely]] {
+                if (n != 0) {
+                    c.next_rip = c.s.rip;  // more to do: restart here after the trap
+                    c.exit_request = true;
+                }
+                break;
+            }
         }
     }
 }
