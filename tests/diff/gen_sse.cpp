@@ -733,7 +733,10 @@ void float_forms(std::vector<Form>& v) {
                        if (scalar) rsqrt ? g.rsqrtss(d, p.xmm(s)) : g.rcpss(d, p.xmm(s));
                        else rsqrt ? g.rsqrtps(d, p.xmm(s)) : g.rcpps(d, p.xmm(s));
                    } else {
-                       Address a = mem(p, st, scalar ? 4 : 16, !scalar);
+                       // 16-byte aligned so the operand is one of the special values above.
+                       int b = p.gpr();
+                       st.gpr[b] = kDataAddr + (p.rng() % (kDataSize / 16)) * 16;
+                       Address a = Xbyak::util::ptr[p.r64(b)];
                        if (scalar) rsqrt ? g.rsqrtss(d, a) : g.rcpss(d, a);
                        else rsqrt ? g.rsqrtps(d, a) : g.rcpps(d, a);
                    }
@@ -846,9 +849,11 @@ void x87_inputs(Picker& p, State& st) {
         }
     }
     do st.ftw = uint16_t(p.u64()); while (st.ftw == 0xffff);
-    st.fcw = uint16_t(p.u64() & 0x0f3f);
-    st.fsw = uint16_t(p.u64() & 0x7fff);
-    if (st.fsw & 0x80) st.fsw |= 0x8000;
+    // FCW bit 6 reads as 1; FSW.ES summarises the unmasked exception flags and FSW.B mirrors ES (the
+    // host normalises both when it loads the state).
+    st.fcw = uint16_t((p.u64() & 0x0f3f) | 0x40);
+    st.fsw = uint16_t(p.u64() & 0x3f7f);
+    if (st.fsw & ~st.fcw & 0x3f) st.fsw |= 0x8080;
 }
 
 // 0F AE /ext with a [base + disp32] operand (xbyak has no FXSAVE/XSAVE).
@@ -945,6 +950,7 @@ void state_forms(std::vector<Form>& v) {
         uint64_t off = area_offset(p, 576, 64);
         st.gpr[b] = kDataAddr + off;
         emit_0fae(g, p.rng() % 2 ? 4 : 6, b, 0, p.rng() % 2);
+        g.mov(Xbyak::util::dword[p.r64(b) + 28], 0xffff);  // MXCSR_MASK: see the FXSAVE form
     });
     // XRSTOR / XRSTOR64 (standard form) from a random image and header.
     add_custom(v, "sse.xrstor(64) m", true, Lanes::Random, [](G& g, Picker& p, State& st) {

@@ -112,7 +112,11 @@ void save_xmm(const Cpu& c, uint8_t* img) {
 void load_x87(Cpu& c, const uint8_t* img, bool w64) {
     X87State& x = c.s.x87;
     x.fcw = take<uint16_t>(img, 0);
-    x.fsw = take<uint16_t>(img, 2);
+    // FSW.ES is the summary of the unmasked exception flags and FSW.B mirrors it (SDM Vol. 1, 8.1.3.1;
+    // the host recomputes both on restore).
+    uint16_t fsw = take<uint16_t>(img, 2) & 0x3f7f;
+    if (fsw & ~x.fcw & 0x3f) fsw |= 0x8080;
+    x.fsw = fsw;
     x.fop = uint16_t(take<uint16_t>(img, 6) & 0x7ff);
     if (w64) {
         x.fip = take<uint64_t>(img, 8);
@@ -155,6 +159,14 @@ void write_image(Cpu& c, uint64_t a, const uint8_t* img, unsigned from, unsigned
     for (unsigned off = from; off < to; off += 8) write<uint64_t>(c, a + off, take<uint64_t>(img, off));
 }
 
+// The whole area is checked before any byte moves, the last byte first: a fault on the page after
+// the area reports the area's last byte in CR2 (what the AMD host does; the SDM leaves it open).
+void probe_area(Cpu& c, uint64_t a, unsigned size, Access acc) {
+    bool user = c.tlb_ctx == 1;
+    c.translate(a + size - 1, acc, user);
+    c.translate(a, acc, user);
+}
+
 // ---- handlers ------------------------------------------------------------------------------------
 
 void ldmxcsr(Cpu& c, const Insn& i) {
@@ -176,7 +188,7 @@ template <bool W64> void fxsave(Cpu& c, const Insn& i) {
     save_mxcsr(c, img);
     save_xmm(c, img);
     unsigned end = 160 + 16 * num_xmm(c);
-    c.probe_write(a, end);
+    probe_area(c, a, 512, Access::Write);
     write_image(c, a, img, 0, end);
 }
 
@@ -184,6 +196,7 @@ template <bool W64> void fxrstor(Cpu& c, const Insn& i) {
     check_fx(c);
     uint64_t a = aligned_addr(c, i, 16);
     uint8_t img[416];
+    probe_area(c, a, 512, Access::Read);
     read_image(c, a, img, 160 + 16 * num_xmm(c));
     uint32_t mx = take<uint32_t>(img, 24);
     if (mx & ~kMxcsrMask) c.raise_gp(0);
@@ -198,7 +211,7 @@ template <bool W64, bool Opt> void xsave(Cpu& c, const Insn& i) {
     uint64_t a = aligned_addr(c, i, 64);
     uint64_t rfbm = c.s.xcr0 & ((c.s.gpr[RDX] << 32) | uint32_t(c.s.gpr[RAX]));
     uint64_t inuse = xinuse(c);
-    c.probe_write(a, kXsaveSize);
+    probe_area(c, a, kXsaveSize, Access::Write);
     uint8_t img[416];
     if ((rfbm & 1) && (!Opt || (inuse & 1))) {
         save_x87(c, img, W64);

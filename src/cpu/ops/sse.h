@@ -127,17 +127,18 @@ template <uint8_t K, int MB, bool Al> inline Xmm fetch(Cpu& c, const Insn& i, in
 template <class Op, uint8_t DK, uint8_t SK, int MB, bool Al> void vop(Cpu& c, const Insn& i) {
     check<DK, SK>(c);
     Xmm s = fetch<SK, MB, Al>(c, i, 1);
+    // The switch to MMX state happens once the operands are read: a #XM raised by the operation
+    // (CVTPI2PS xmm, mm...) finds it done, a #PF on the memory operand does not (as on the host).
+    if constexpr (DK == kMm || SK == kMm) mmx_enter(c);
     if constexpr (DK == kX) {
         Xmm d = c.s.xmm[i.reg[0]];
         Op::template apply<16>(c, d, s, uint8_t(i.imm));
         c.s.xmm[i.reg[0]] = d;
-        if constexpr (SK == kMm) mmx_enter(c);
     } else {
         Xmm d;
         d.q[0] = mm(c, i.reg[0]);
         Op::template apply<8>(c, d, s, uint8_t(i.imm));
         set_mm(c, i.reg[0], d.q[0]);
-        mmx_enter(c);
     }
 }
 

@@ -57,6 +57,8 @@ struct F32 {
     static uint32_t get(const Xmm& x, int k) { return x.d[k]; }
     static void set(Xmm& x, int k, uint32_t v) { x.d[k] = v; }
     static sf::Relation cmp(T a, T b, bool sig, sf::Env& e) { return sf::f32_compare(a, b, sig, e); }
+    static constexpr T kSign = 0x80000000u;
+    static bool is_denormal(T v) { return (v & 0x7f800000u) == 0 && (v & 0x007fffffu) != 0; }
 };
 struct F64 {
     using T = uint64_t;
@@ -64,13 +66,18 @@ struct F64 {
     static uint64_t get(const Xmm& x, int k) { return x.q[k]; }
     static void set(Xmm& x, int k, uint64_t v) { x.q[k] = v; }
     static sf::Relation cmp(T a, T b, bool sig, sf::Env& e) { return sf::f64_compare(a, b, sig, e); }
+    static constexpr T kSign = 1ull << 63;
+    static bool is_denormal(T v) { return (v & 0x7ff0000000000000ull) == 0 && (v & 0x000fffffffffffffull) != 0; }
 };
 
 // MINxx/MAXxx (SDM MINPS/MAXPS): the second source is returned when either operand is a NaN or both
-// are zeros (of any sign); any NaN operand, even a QNaN, raises IE; denormals raise DE.
+// are zeros (of any sign); any NaN operand, even a QNaN, raises IE; denormals raise DE. With DAZ the
+// operands are read as zeros, so a denormal result comes back as a signed zero (as on hardware).
 template <class F, bool Max> typename F::T minmax(typename F::T a, typename F::T b, sf::Env& e) {
     sf::Relation r = F::cmp(a, b, true, e);
-    return r == (Max ? sf::kGreater : sf::kLess) ? a : b;
+    typename F::T v = r == (Max ? sf::kGreater : sf::kLess) ? a : b;
+    if (e.daz && F::is_denormal(v)) v &= F::kSign;
+    return v;
 }
 
 // ---- lane-wise operations ------------------------------------------------------------------------

@@ -261,8 +261,9 @@ struct MovmskPD {
 // ---- special handlers ----------------------------------------------------------------------------
 
 // MASKMOVDQU / MASKMOVQ: store the bytes of operand 0 whose mask byte (operand 1) has bit 7 set to
-// DS:rDI (segment overridable). Unaligned; the stored range is probed first so a fault leaves memory
-// untouched. With an all-zero mask nothing is accessed (SDM: faults are then implementation-specific).
+// DS:rDI (segment overridable). Unaligned. The whole 16/8-byte range is checked first, whichever bytes
+// are selected (as the host does: a fault leaves memory untouched and reports the range's page). With
+// an all-zero mask nothing is accessed (SDM: faults are then implementation-specific).
 template <uint8_t K> void maskmov(Cpu& c, const Insn& i) {
     check<K, K>(c);
     constexpr int N = K == kX ? 16 : 8;
@@ -273,16 +274,17 @@ template <uint8_t K> void maskmov(Cpu& c, const Insn& i) {
             if (first < 0) first = k;
             last = k;
         }
+    // Both operands are registers: the MMX transition precedes a #PF on the store (as on the host).
+    if constexpr (K == kMm) mmx_enter(c);
     if (first >= 0) {
         uint64_t di = c.s.gpr[RDI];
         if (i.asz == 4) di = uint32_t(di);
         else if (i.asz == 2) di = uint16_t(di);
         uint64_t a = lin_of(c, i.seg, di);
-        c.probe_write(a + unsigned(first), unsigned(last - first + 1));
+        c.probe_write(a, N);
         for (int k = first; k <= last; k++)
             if (m.b[k] & 0x80) write<uint8_t>(c, a + unsigned(k), v.b[k]);
     }
-    if constexpr (K == kMm) mmx_enter(c);
 }
 
 // MOVNTI m32/m64, r: a plain store (the non-temporal hint has no architectural effect). No SSE checks.
@@ -311,7 +313,7 @@ template <int MB, bool Al, int Off = 0> Handler sel_store(const DecodeCtx& d) {
     if (op_class(d.ops[0]) != kMem) return nullptr;
     switch (op_class(d.ops[1])) {
         case kX: return &vstore<kX, MB, Al, Off>;
-        case kMm: return MB == 8 ? &vstore<kMm, MB, Al, Off> : nullptr;
+        case kMm: return MB <= 8 ? &vstore<kMm, MB, Al, Off> : nullptr;
         default: return nullptr;
     }
 }
