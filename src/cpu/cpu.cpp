@@ -224,6 +224,10 @@ StopReason Cpu::run_blocks(uint64_t limit) {
         // (exceptions.cpp); service_events may shorten the next slice to one instruction.
         // (With stop_on_exception, the snippet/test environments, TF does not single-step.)
         if (pending_.load(std::memory_order_relaxed) | (s.rflags & fl::TF & trap_mask_) | step_armed_) [[unlikely]] {
+            if (pending_.load() & kPendStop) {
+                pending_.fetch_and(~kPendStop);
+                return StopReason::ExitRequest;
+            }
             service_events();
             if (shutdown) return StopReason::Shutdown;
         }

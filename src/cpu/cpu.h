@@ -119,6 +119,11 @@ public:
     void raise_nmi();
     void raise_init();
     void raise_sipi(uint8_t vector);
+    // Make run() return StopReason::ExitRequest at the next instruction boundary (board/devices).
+    void request_stop() {
+        pending_.fetch_or(kPendStop);
+        exit_request = true;
+    }
     // Deliver an interrupt or exception through the IVT/IDT now (from a handler: INT n, INT3...).
     // return_rip is the address pushed (the next instruction for traps and software interrupts).
     // Commits everything or faults (longjmp) leaving the state untouched.
@@ -245,7 +250,7 @@ private:
     void deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t return_rip);
 
     // External events (bits of pending_) and the delivery bookkeeping.
-    static constexpr uint32_t kPendIntr = 1, kPendNmi = 2, kPendInit = 4, kPendSipi = 8;
+    static constexpr uint32_t kPendIntr = 1, kPendNmi = 2, kPendInit = 4, kPendSipi = 8, kPendStop = 16;
     std::atomic<uint32_t> pending_{0};
     std::atomic<uint8_t> sipi_vector_{0};
     bool nmi_blocked_ = false;       // between NMI delivery and the next IRET (SDM Vol. 3, 6.7.1)

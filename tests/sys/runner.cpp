@@ -63,7 +63,7 @@ public:
             case kPortExit:
                 done = true;
                 exit_code = v;
-                cpu->exit_request = true;
+                cpu->request_stop();
                 break;
             case kPortIntr:
                 intr.push_back(uint8_t(v));
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
         fmt::print("{}: FAILED check {}", image, m.exit_code);
     else
         fmt::print("{}: FAILED: {}", image, why ? why : "instruction limit reached");
-    for (uint32_t v : m.reports) fmt::print(" [saw 0x{:x}]", v);
+    for (size_t k = 0; k < m.reports.size() && k < 8; k++) fmt::print(" [saw 0x{:x}]", m.reports[k]);
     fmt::print("\n  cs={:04x} rip={:x} rsp={:x} rflags={:x} cr0={:x} cr2={:x} cr3={:x} cr4={:x} efer={:x} last fault {} err {:x}\n",
                cpu.s.seg[CS].sel, cpu.s.rip, cpu.s.gpr[RSP], cpu.s.rflags, cpu.s.cr0, cpu.s.cr2, cpu.s.cr3, cpu.s.cr4,
                cpu.s.efer, cpu.last_fault.vector, cpu.last_fault.error_code);
