@@ -621,3 +621,30 @@ TEST_CASE("int2: with a 16-bit stack (SS.B = 0) SP wraps and the upper bits of E
     env.peek(0x200000 + 0xfffe, &v, 4);
     CHECK(v == 0xcafef00d);
 }
+
+TEST_CASE("int2: PUSHAD/POPAD in compatibility mode (the ESP image is skipped on POPAD)") {
+    // SDM Vol. 2, PUSHA/PUSHAD: EAX, ECX, EDX, EBX, the original ESP, EBP, ESI, EDI in that order.
+    machine::SnippetEnv env;
+    CpuState& s = env.cpu().s;
+    s.seg[CS].attr = 0xc09b;
+    env.cpu().update_mode();
+    for (int r = 0; r < 8; r++) s.gpr[r] = 0x1000 * (r + 1) + r;
+    s.gpr[RSP] = 0x200800;
+    env.load_code({
+        0x60,                          // pushad
+        0x31, 0xc0, 0x31, 0xc9, 0x31, 0xd2, 0x31, 0xdb,  // xor eax/ecx/edx/ebx
+        0x31, 0xed, 0x31, 0xf6, 0x31, 0xff,              // xor ebp/esi/edi
+        0xc7, 0x44, 0x24, 0x0c, 0x11, 0x11, 0x11, 0x11,  // mov dword [esp+12], 0x11111111 (ESP image)
+        0x61,                          // popad
+        0xf4,
+    });
+    REQUIRE(env.run(100) == StopReason::Halt);
+    uint32_t img[8];
+    env.peek(0x200800 - 32, img, sizeof img);
+    for (int r = 0; r < 8; r++) {
+        CAPTURE(r);
+        uint32_t want = r == RSP ? 0x200800u : uint32_t(0x1000 * (r + 1) + r);
+        CHECK(img[7 - r] == (r == RSP ? 0x11111111u : want));
+        CHECK(uint32_t(s.gpr[r]) == want);
+    }
+}
