@@ -65,6 +65,8 @@ public:
     };
 
     explicit Pic8259(IrqLine intr = {});
+    Pic8259(const Pic8259&) = delete;  // the port views point back at this object
+    Pic8259& operator=(const Pic8259&) = delete;
 
     Device& master() { return ports_[0]; }
     Device& slave() { return ports_[1]; }
