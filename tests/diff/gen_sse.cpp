@@ -610,7 +610,7 @@ void move_forms(std::vector<Form>& v) {
         uint64_t off = p.rng() % 8 == 0 ? kDataSize + p.rng() % 0x1000 : p.rng() % kDataSize;
         st.gpr[b] = kDataAddr + off;
         Address a = Xbyak::util::ptr[p.r64(b)];
-        switch (p.rng() % 11) {
+        switch (p.rng() % 12) {
             case 0: g.prefetcht0(a); break;
             case 1: g.prefetcht1(a); break;
             case 2: g.prefetcht2(a); break;
@@ -621,7 +621,8 @@ void move_forms(std::vector<Form>& v) {
             case 7: g.sfence(); break;
             case 8: g.clflush(a); break;
             case 9: g.clflushopt(a); break;
-            default: g.clwb(a); break;
+            case 10: g.clwb(a); break;
+            default: g.prefetchwt1(a); break;
         }
     });
     add_custom(v, "sse.mmx.emms", true, Lanes::Random, [](G& g, Picker&, State&) { g.emms(); });
@@ -819,8 +820,25 @@ void float_forms(std::vector<Form>& v) {
                         std::memcpy(st.data + off, &iv, ms);
                     }
                     Address sized = ms == 8 ? Xbyak::util::qword[a.getRegExp()] : Xbyak::util::dword[a.getRegExp()];
-                    if (to_gpr) (g.*fn)(gr, sized);
-                    else (g.*fn)(x, sized);
+                    if (to_gpr) {
+                        (g.*fn)(gr, sized);
+                    } else if (w64) {
+                        // xbyak drops REX.W for CVTSI2Sx xmm, m64: encode F3/F2 REX.W 0F 2A by hand.
+                        int b = 0;
+                        while (st.gpr[b] != kDataAddr + off - uint64_t(int64_t(a.getRegExp().getDisp())) ||
+                               b == cpu::RSP)
+                            b++;
+                        int xr = x.getIdx();
+                        g.db(f64 ? 0xf2 : 0xf3);
+                        g.db(0x48 | (xr >= 8 ? 4 : 0) | (b >= 8 ? 1 : 0));
+                        g.db(0x0f);
+                        g.db(0x2a);
+                        g.db(0x80 | ((xr & 7) << 3) | (b & 7));
+                        if ((b & 7) == 4) g.db(0x24);
+                        g.dd(uint32_t(int32_t(a.getRegExp().getDisp())));
+                    } else {
+                        (g.*fn)(x, sized);
+                    }
                 } else {
                     if (to_gpr) (g.*fn)(gr, x);
                     else (g.*fn)(x, gr);

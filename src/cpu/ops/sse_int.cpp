@@ -503,6 +503,7 @@ void register_sse_int(Registry& r) {
     r.add(ZYDIS_MNEMONIC_EMMS, [](const DecodeCtx&) -> Handler { return &emms; });
     for (auto m : {ZYDIS_MNEMONIC_PREFETCHT0, ZYDIS_MNEMONIC_PREFETCHT1, ZYDIS_MNEMONIC_PREFETCHT2,
                    ZYDIS_MNEMONIC_PREFETCHNTA, ZYDIS_MNEMONIC_PREFETCHW, ZYDIS_MNEMONIC_PREFETCH,
+                   ZYDIS_MNEMONIC_PREFETCHWT1,  // 0F 0D /2: a prefetch hint (NOP) wherever it decodes
                    ZYDIS_MNEMONIC_LFENCE, ZYDIS_MNEMONIC_MFENCE, ZYDIS_MNEMONIC_SFENCE})
         r.add(m, [](const DecodeCtx&) -> Handler { return &nop_hint; });
     for (auto m : {ZYDIS_MNEMONIC_CLFLUSH, ZYDIS_MNEMONIC_CLFLUSHOPT, ZYDIS_MNEMONIC_CLWB})
