@@ -63,6 +63,16 @@ inline constexpr unsigned kLinearAddrBits = 48;  // 57 once LA57 is advertised
 inline constexpr uint64_t kXcr0Supported = 0x3;
 inline constexpr uint32_t kXsaveAreaSize = 512 + 64;  // legacy region + XSAVE header
 
+// ---- IA32_ARCH_CAPABILITIES value ------------------------------------------------------------
+// An interpreter executes nothing speculatively: no load returns data it was not allowed to read,
+// no buffer or predictor state is shared with the host's privileged code as guest-visible state. So
+// every "not susceptible" bit holds (bit numbers: SDM Vol. 4, Table 2-2, IA32_ARCH_CAPABILITIES):
+// RDCL_NO(0) SKIP_L1DFL_VMENTRY(3) SSB_NO(4) MDS_NO(5) IF_PSCHANGE_MC_NO(6) TAA_NO(8)
+// SBDR_SSDP_NO(13) FBSDP_NO(14) PSDP_NO(15) BHI_NO(20) PBRSB_NO(24) GDS_NO(26) RFDS_NO(27).
+inline constexpr uint64_t kArchCapabilities = 1u << 0 | 1u << 3 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 8 |
+                                              1u << 13 | 1u << 14 | 1u << 15 | 1u << 20 | 1u << 24 |
+                                              1u << 26 | 1u << 27;
+
 // ---- leaf ranges ---------------------------------------------------------------------------------
 inline constexpr uint32_t kMaxBasicLeaf = 0x16;
 inline constexpr uint32_t kMaxExtLeaf = 0x80000008;
@@ -81,6 +91,13 @@ inline constexpr bool kHaveSmep = false;          // system: CR4.SMEP in the pag
 inline constexpr bool kHaveSmap = false;          // system: CR4.SMAP, STAC/CLAC
 inline constexpr bool kHaveUmip = false;          // system: CR4.UMIP
 inline constexpr bool kHaveLa57 = false;          // system: 5-level paging
+inline constexpr bool kHavePcid = false;          // system: CR4.PCIDE, PCIDs in CR3 (leaf 1 ECX.PCID)
+inline constexpr bool kHaveInvpcid = false;       // system: INVPCID
+// IA32_ARCH_CAPABILITIES (MSR 0x10A, leaf 7 EDX[29]) with kArchCapabilities below. Needs the MSR in
+// ops/crmsr.cpp. Worth having: without it Linux assumes every speculative-execution bug of an
+// unknown Intel CPU and turns on page-table isolation (a CR3 write, hence a full software-TLB flush,
+// on every kernel entry and exit).
+inline constexpr bool kHaveArchCapabilities = false;
 inline constexpr bool kAdvertiseHypervisor = true;  // leaf 1 ECX[31] and leaves 0x40000000..10
 
 // ---- the feature table ---------------------------------------------------------------------------
@@ -124,6 +141,7 @@ inline constexpr Feature kFeatures[] = {
     {"sse2", 1, 0, kEdx, 26, true, Kind::Insn},
     // leaf 1 ECX
     {"cx16", 1, 0, kEcx, 13, true, Kind::Insn},
+    {"pcid", 1, 0, kEcx, 17, kHavePcid, Kind::System},
     {"x2apic", 1, 0, kEcx, 21, kHaveX2apic, Kind::System},
     {"movbe", 1, 0, kEcx, 22, true, Kind::Insn},
     {"popcnt", 1, 0, kEcx, 23, true, Kind::Insn},
@@ -141,6 +159,7 @@ inline constexpr Feature kFeatures[] = {
     // ops/string.cpp, whose REP MOVS/STOS copy page-sized runs through host pointers. They make
     // Linux use REP MOVSB/STOSB for memcpy/memset/clear_page, the fastest path in an interpreter.
     {"erms", 7, 0, kEbx, 9, true, Kind::Insn},
+    {"invpcid", 7, 0, kEbx, 10, kHaveInvpcid, Kind::Insn},
     {"adx", 7, 0, kEbx, 19, true, Kind::Insn},
     {"smap", 7, 0, kEbx, 20, kHaveSmap, Kind::System},
     {"clflushopt", 7, 0, kEbx, 23, true, Kind::Insn},
@@ -151,6 +170,7 @@ inline constexpr Feature kFeatures[] = {
     {"rdpid", 7, 0, kEcx, 22, true, Kind::Insn},
     // leaf 7.0 EDX
     {"fsrm", 7, 0, kEdx, 4, true, Kind::Insn},
+    {"arch_capabilities", 7, 0, kEdx, 29, kHaveArchCapabilities, Kind::System},
     // leaf 0x80000001 ECX
     {"lahf_lm", 0x80000001, 0, kEcx, 0, true, Kind::Insn},
     {"abm", 0x80000001, 0, kEcx, 5, true, Kind::Insn},  // LZCNT

@@ -689,6 +689,7 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
         {"clflushopt", [](G& g) { g.clflushopt(g.ptr[g.rax]); }},
         {"clwb", [](G& g) { g.clwb(g.ptr[g.rax]); }},
         {"rdpid", [](G& g) { raw(g, {0xf3, 0x0f, 0xc7, 0xf8}); }},     // rdpid rax
+        {"invpcid", [](G& g) { g.mov(g.ecx, 2); raw(g, {0x66, 0x0f, 0x38, 0x82, 0x08}); }},  // invpcid rcx, [rax]
         {"lahf_lm", [](G& g) { g.lahf(); g.sahf(); }},
         {"abm", [](G& g) { g.lzcnt(g.eax, g.ecx); }},
         {"3dnowprefetch", [](G& g) { g.prefetchw(g.ptr[g.rax]); }},
