@@ -17,7 +17,6 @@ namespace {
 
 using stack::lin_at;
 using stack::peek;
-using stack::pop;
 using stack::push;
 using stack::set_sp;
 using stack::sp;
