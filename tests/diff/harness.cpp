@@ -9,7 +9,8 @@
 #include "diff/harness.h"
 
 #include <fmt/format.h>
-#include <sched.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,21 +71,25 @@ const Xbyak::Reg8& Picker::r8(int n) const { return kR8[n & 15]; }
 const Xbyak::Xmm& Picker::xmm(int n) const { return kXmm[n & 15]; }
 
 uint64_t Picker::edge(unsigned width) {
-    const uint64_t mask = width >= 8 ? ~0ull : (1ull << (8 * width)) - 1;
-    const uint64_t sign = 1ull << (8 * (width >= 8 ? 8 : width) - 1);
-    switch (rng() % 16) {
+    // One draw decides the kind and supplies the small numbers (generators call this a lot).
+    const unsigned bits = 8 * (width >= 8 ? 8 : width);
+    const uint64_t mask = bits == 64 ? ~0ull : (1ull << bits) - 1;
+    const uint64_t sign = 1ull << (bits - 1);
+    uint64_t r = rng();
+    uint64_t rest = r >> 4;
+    switch (r & 15) {
         case 0: return 0;
         case 1: return 1;
         case 2: return mask;              // -1
         case 3: return sign - 1;          // max positive
         case 4: return sign;              // min negative
         case 5: return sign + 1;
-        case 6: return rng() % 16;        // small
-        case 7: return (mask - rng() % 16) & mask;  // small negative
-        case 8: return (sign - 1 - rng() % 4) & mask;
-        case 9: return 1ull << (rng() % (8 * std::min(width, 8u)));  // a power of two
-        case 10: return (sign - 1) ^ (rng() & 0xf);
-        default: return rng() & mask;
+        case 6: return rest & 15;         // small
+        case 7: return (mask - (rest & 15)) & mask;  // small negative
+        case 8: return (sign - 1 - (rest & 3)) & mask;
+        case 9: return 1ull << (rest % bits);  // a power of two
+        case 10: return (sign - 1) ^ (rest & 0xf);
+        default: return bits <= 32 ? rest & mask : rng();
     }
 }
 
@@ -415,31 +420,52 @@ bool make_case(const Form& f, uint64_t seed, int idx, Xbyak::CodeGenerator& g, C
 
 // ---- the runner ------------------------------------------------------------------------------------
 
-constexpr int kRing = 32;
+constexpr int kRing = 64;         // slots shared by the parent and the native child
+constexpr int kBatch = kRing / 2;  // the parent publishes generated cases this many at a time
+constexpr double kHangSeconds = 10;  // no native result for this long: the child is killed
+
+// A counter one side advances and the other may sleep on (futex on the shared mapping).
+struct Counter {
+    std::atomic<int32_t> value{0};
+    std::atomic<int32_t> sleeping{0};
+    void publish(int32_t v) {
+        value.store(v, std::memory_order_seq_cst);
+        if (sleeping.exchange(0, std::memory_order_seq_cst))
+            syscall(SYS_futex, &value, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+    }
+    // Waits until value > v or the timeout passes; returns the value seen.
+    int32_t wait_above(int32_t v, long timeout_ns) {
+        for (int spin = 0; spin < 200; ++spin) {
+            int32_t cur = value.load(std::memory_order_acquire);
+            if (cur > v) return cur;
+            __builtin_ia32_pause();
+        }
+        sleeping.store(1, std::memory_order_seq_cst);
+        int32_t cur = value.load(std::memory_order_seq_cst);
+        if (cur > v) return cur;
+        timespec ts{timeout_ns / 1000000000, timeout_ns % 1000000000};
+        syscall(SYS_futex, &value, FUTEX_WAIT, cur, timeout_ns ? &ts : nullptr, nullptr, 0);
+        return value.load(std::memory_order_acquire);
+    }
+};
 
 struct alignas(64) Shared {
-    std::atomic<int64_t> generated;  // cases [0, generated) are in their slots
-    std::atomic<int64_t> done;       // the child finished cases [0, done)
-    std::atomic<int64_t> consumed;   // the parent no longer needs slots of cases [0, consumed)
+    Counter generated;  // cases [0, generated) are in their slots
+    Counter done;       // the child finished cases [0, done)
     struct Slot {
         Case c;
         Result native;
     } slot[kRing];
 };
 
-void wait_pause(unsigned& spins) {
-    if (++spins < 64) __builtin_ia32_pause();
-    else sched_yield();
-}
-
 [[noreturn]] void child_main(Shared* sh, int total) {
-    native_child_setup(60);
-    for (int64_t i = 0; i < total; ++i) {
-        unsigned spins = 0;
-        while (sh->generated.load(std::memory_order_acquire) <= i) wait_pause(spins);
+    native_child_setup(600);  // a last resort; the parent's watchdog acts first
+    int32_t avail = 0;
+    for (int32_t i = 0; i < total; ++i) {
+        while (avail <= i) avail = sh->generated.wait_above(i, 0);
         auto& sl = sh->slot[i % kRing];
         native_run(sl.c, sl.native);
-        sh->done.store(i + 1, std::memory_order_release);
+        sh->done.publish(i + 1);
     }
     _exit(0);
 }
@@ -447,6 +473,7 @@ void wait_pause(unsigned& spins) {
 struct FormStats {
     int cases = 0, failures = 0;
     int injected = 0, detected = 0;
+    int native_faults = 0;  // cases that ended in an exception natively
     bool died = false;
 };
 
@@ -480,21 +507,25 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
     const int first = opt.only_case >= 0 ? opt.only_case : 0;
     const int end = opt.only_case >= 0 ? std::min(total, opt.only_case + 1) : total;
     const int n = std::max(0, end - first);
-    sh->generated.store(0);
-    sh->done.store(0);
-    sh->consumed.store(0);
+    sh->generated.value.store(0);
+    sh->done.value.store(0);
     std::string err;
     int generated = 0;
     auto generate_upto = [&](int upto) {
-        for (; generated < upto && generated < n; ++generated) {
-            if (!make_case(f, opt.seed, first + generated, g, sh->slot[generated % kRing].c, err)) return false;
-            sh->generated.store(generated + 1, std::memory_order_release);
-        }
-        return true;
+        upto = std::min(upto, n);
+        bool ok = true;
+        for (; generated < upto; ++generated)
+            if (!make_case(f, opt.seed, first + generated, g, sh->slot[generated % kRing].c, err)) {
+                ok = false;
+                break;
+            }
+        sh->generated.publish(generated);
+        return ok;
     };
-    // Generate the first case before forking so an emitter error shows up without a child.
-    if (!generate_upto(1)) {
-        std::printf("ERROR %s: the emitter failed: %s\n", f.name.c_str(), err.c_str());
+    // Generate the first batch before forking so an emitter error shows up without a child.
+    if (!generate_upto(kBatch)) {
+        std::printf("ERROR %s: the emitter failed at case %d: %s\n", f.name.c_str(), first + generated,
+                    err.c_str());
         st.failures = 1;
         return st;
     }
@@ -509,9 +540,11 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
     int printed = 0;
     bool child_gone = false;
     int wstatus = 0;
+    int32_t done = 0;
     Result er;
     for (int i = 0; i < n; ++i) {
-        if (!generate_upto(std::min(n, i + kRing))) {
+        // Cases below i are consumed, so slots up to i + kRing - 1 are free.
+        if (i % kBatch == 0 && !generate_upto(i + kRing)) {
             std::printf("ERROR %s: the emitter failed at case %d: %s\n", f.name.c_str(), first + generated,
                         err.c_str());
             st.failures++;
@@ -519,15 +552,25 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
         }
         auto& sl = sh->slot[i % kRing];
         emu.run(sl.c, er);
-        unsigned spins = 0;
-        while (sh->done.load(std::memory_order_acquire) <= i) {
-            if (!child_gone && (spins & 255) == 255 && waitpid(pid, &wstatus, WNOHANG) == pid) child_gone = true;
-            if (child_gone && sh->done.load(std::memory_order_acquire) <= i) break;
-            wait_pause(spins);
+        auto t0 = std::chrono::steady_clock::now();
+        bool hung = false;
+        while (done <= i) {
+            done = sh->done.wait_above(i, 2'000'000);
+            if (done > i) break;
+            if (!child_gone && waitpid(pid, &wstatus, WNOHANG) == pid) child_gone = true;
+            if (child_gone) {
+                done = sh->done.value.load();
+                break;
+            }
+            if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > kHangSeconds) {
+                hung = true;
+                break;
+            }
         }
-        if (sh->done.load(std::memory_order_acquire) <= i) {
-            std::string why = WIFSIGNALED(wstatus) ? fmt::format("killed by signal {}", WTERMSIG(wstatus))
-                                                   : fmt::format("exited with status {}", WEXITSTATUS(wstatus));
+        if (done <= i) {
+            std::string why = hung                   ? fmt::format("no result after {} s (killed)", kHangSeconds)
+                              : WIFSIGNALED(wstatus) ? fmt::format("killed by signal {}", WTERMSIG(wstatus))
+                                                     : fmt::format("exited with status {}", WEXITSTATUS(wstatus));
             std::printf("ERROR %s: the native child died at case %d (M86_SEED=%llu): %s\n%s", f.name.c_str(),
                         first + i, (unsigned long long)opt.seed, why.c_str(), disasm(sl.c).c_str());
             st.failures++;
@@ -535,6 +578,7 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
             break;
         }
         ++st.cases;
+        if (sl.native.end == End::Fault) st.native_faults++;
         bool injected = opt.selftest && inject(f, first + i, er);
         Comparison c = compare(f, sl.native, er);
         if (injected) {
@@ -544,7 +588,6 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
             st.failures++;
             if (printed++ < opt.max_reports) report(f, opt.seed, first + i, sl.c, sl.native, er, c);
         }
-        sh->consumed.store(i + 1, std::memory_order_release);
     }
     if (!child_gone) {
         if (st.died || st.failures) kill(pid, SIGKILL);
@@ -584,7 +627,8 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
         failing_cases += s.failures;
         (s.failures ? failed : passed)++;
         if (opt.verbose)
-            std::printf("  %-40s %5d cases %5d failures  %.0f ms\n", f.name.c_str(), s.cases, s.failures,
+            std::printf("  %-44s %5d cases %5d faulting %5d failures  %.0f ms\n", f.name.c_str(), s.cases,
+                        s.native_faults, s.failures,
                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tf).count());
         std::fflush(stdout);
     }

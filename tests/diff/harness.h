@@ -37,7 +37,26 @@ constexpr uint64_t kDataSize = 0x2000;               // two pages of data
 constexpr uint64_t kGuardAddr = kDataAddr + kDataSize;  // not present / PROT_NONE
 constexpr uint64_t kStackTop = 0x380000;             // stack pages: [kStackTop - 0x2000, kStackTop)
 
-using Rng = std::mt19937_64;
+// The random generator of the test inputs: a UniformRandomBitGenerator (usable like
+// std::mt19937_64, also with <random> distributions) that is cheap to seed per case and to call:
+// a Weyl sequence through the splitmix64 finaliser.
+class Rng {
+public:
+    using result_type = uint64_t;
+    explicit Rng(uint64_t seed = 1) : x_(seed) {}
+    static constexpr uint64_t min() { return 0; }
+    static constexpr uint64_t max() { return ~0ull; }
+    uint64_t operator()() {
+        uint64_t z = (x_ += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    void discard(unsigned long long n) { x_ += n * 0x9e3779b97f4a7c15ull; }
+
+private:
+    uint64_t x_;
+};
 
 // The guest-visible state compared by the harness. x87 state is kept in FXSAVE layout fields.
 struct State {

@@ -81,8 +81,9 @@ bool gen_wrapper() {
     g.mov(g.ptr[reinterpret_cast<void*>(kFlagsOut)], rax);
     fxsave_abs(g, kFxOut);
     fxrstor_abs(g, kFxHost);
+    g.push(0x202);  // clean host RFLAGS: DF=0 (ABI), AC=0 (the host does unaligned accesses)
+    g.popfq();
     g.mov(rsp, g.ptr[reinterpret_cast<void*>(kHostRsp)]);
-    g.cld();
     for (const auto& r : {r15, r14, r13, r12, rbp, rbx}) g.pop(r);
     g.ret();
     copy_code(g, kEpilogue);
@@ -90,7 +91,8 @@ bool gen_wrapper() {
     // Restore after a fault (siglongjmp already restored the callee-saved registers and RSP).
     g.reset();
     fxrstor_abs(g, kFxHost);
-    g.cld();
+    g.push(0x202);
+    g.popfq();
     g.ret();
     copy_code(g, kRestore);
     *at<uint64_t>(kTarget) = kCodeAddr;
@@ -109,6 +111,8 @@ sigjmp_buf g_jb;
 volatile sig_atomic_t g_in_test = 0;
 
 void on_signal(int sig, siginfo_t* si, void* ctx) {
+    // The kernel clears DF and TF for the handler but not AC; host code does unaligned accesses.
+    asm volatile("pushfq; andq %0, (%%rsp); popfq" : : "i"(~0x40000ll) : "memory", "cc");
     if (!g_in_test) {  // a fault in the harness itself: die so the parent reports it
         signal(sig, SIG_DFL);
         raise(sig);
