@@ -46,6 +46,7 @@ void Cpu::reset(bool init_only) {
     step_armed_ = false;
     delivering_ = -1;
     fault_pending_ = false;
+    pae_pdpte_loaded = false;
     pending_.fetch_and(~(kPendInit | kPendSipi | kPendNmi));
     // Segment registers (SDM Vol. 3, Table 10-1): present, read/write data, accessed;
     // CS = F000 with base FFFF0000.

@@ -143,6 +143,10 @@ public:
     }
     // Time-stamp counter as RDTSC sees it (the bus's clock plus the guest's IA32_TSC writes).
     uint64_t tsc() { return bus.tsc(icount) + s.tsc_offset; }
+    // PAE paging's PDPTE registers, loaded by MOV CR3 / MOV CR0 / MOV CR4 (SDM Vol. 3, 4.4.1).
+    // When not loaded (state set from outside), the page walk reads them from memory.
+    uint64_t pae_pdpte[4] = {};
+    bool pae_pdpte_loaded = false;
     // Legacy-mode segment checks for memory operands (lin_of in mem.h): an offset is valid if
     // seg_lo[seg] <= off <= seg_hi[seg] (an unusable segment has lo > hi). Index kSegFlat = flat.
     // Recomputed by update_mode(); unused in 64-bit mode.

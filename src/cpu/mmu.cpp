@@ -119,8 +119,13 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
         if (!lma) {
             lin = uint32_t(lin);
             // PDPTE (no R/W, U/S, A; checked at MOV CR3 time: bits 2:1 and 8:5 are reserved).
-            uint64_t pdpte = entry((s.cr3 & 0xffffffe0) + ((lin >> 30) & 3) * 8, true);
-            n--;  // the PDPTE has no accessed flag to set
+            uint64_t pdpte;
+            if (pae_pdpte_loaded) {
+                pdpte = pae_pdpte[(lin >> 30) & 3];
+            } else {
+                pdpte = entry((s.cr3 & 0xffffffe0) + ((lin >> 30) & 3) * 8, true);
+                n--;  // the PDPTE has no accessed flag to set
+            }
             if (!(pdpte & kPteP)) pf(0);
             if (pdpte & (0x1e6 | kPteNX | 0x7ff0000000000000ull)) pf(kPfP | kPfRsvd);
             table = pdpte & kAddrMask;
@@ -176,17 +181,20 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
 }
 
 // PAE paging's four PDPTEs as MOV CR3 (or enabling PAE paging) loads them: a present entry with
-// reserved bits set (2:1, 8:5, 63:MAXPHYADDR) makes the load #GP(0) (SDM Vol. 3, 4.4.1).
+// reserved bits set (2:1, 8:5, 63:MAXPHYADDR) makes the load #GP(0) (SDM Vol. 3, 4.4.1). Loads them
+// into the PDPTE registers and returns true if they are valid.
 namespace sys {
 bool pae_pdptes_valid(Cpu& c, uint64_t cr3) {
+    uint64_t v[4];
     for (unsigned k = 0; k < 4; k++) {
         uint64_t pa = (cr3 & 0xffffffe0) + k * 8;
         uint8_t* page = c.bus.page_ptr(pa & kPageMask, false);
-        uint64_t v;
-        if (page) std::memcpy(&v, page + (pa & ~kPageMask), 8);
-        else v = c.bus.mmio_read(pa, 8);
-        if ((v & kPteP) && (v & (0x1e6 | 0xfff0000000000000ull))) return false;
+        if (page) std::memcpy(&v[k], page + (pa & ~kPageMask), 8);
+        else v[k] = c.bus.mmio_read(pa, 8);
+        if ((v[k] & kPteP) && (v[k] & (0x1e6 | 0xfff0000000000000ull))) return false;
     }
+    for (unsigned k = 0; k < 4; k++) c.pae_pdpte[k] = v[k];
+    c.pae_pdpte_loaded = true;
     return true;
 }
 }  // namespace sys
