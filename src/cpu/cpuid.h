@@ -18,10 +18,11 @@
 // value is in RDX after RESET (cpu.cpp) and in the MP table's processor entries (machine/boot).
 //
 // Time: the TSC runs at kTscHz (what the board's clock delivers through Bus::tsc). Leaf 0x15
-// reports it as kCrystalHz * 40 / 1 with the crystal frequency given, which Linux treats as a
+// reports it as kCrystalHz * EBX / EAX with the crystal frequency given, which Linux treats as a
 // "known frequency" (no calibration) and also uses as the local-APIC timer's input clock
-// (lapic_timer_period = crystal / HZ): THE BOARD'S LAPIC TIMER MUST COUNT AT kCrystalHz (before its
-// divide configuration). Leaf 0x16 gives the nominal core frequency, and the hypervisor leaf
+// (lapic_timer_period = crystal / HZ, no APIC calibration either): THE BOARD'S LAPIC TIMER MUST
+// COUNT AT kCrystalHz (before its divide configuration). Both are 1 GHz, QEMU's APIC bus frequency
+// and the default of the LAPIC model (devices/lapic.h); the crystal ratio is then 1/1. Leaf 0x16 gives the nominal core frequency, and the hypervisor leaf
 // 0x40000010 (the convention VMware started: EAX = TSC kHz, EBX = APIC bus kHz) says the same for
 // guests that look there. The TSC is invariant (leaf 0x80000007 EDX[8]).
 //
@@ -49,7 +50,7 @@ inline constexpr char kHypervisorId[] = "micro86\0\0\0\0\0";        // leaf 0x40
 
 // ---- time ----------------------------------------------------------------------------------------
 inline constexpr uint64_t kTscHz = 1'000'000'000;  // TSC rate; leaf 0x15/0x16/0x40000010
-inline constexpr uint64_t kCrystalHz = 25'000'000;  // core crystal = local-APIC timer input clock
+inline constexpr uint64_t kCrystalHz = 1'000'000'000;  // core crystal = local-APIC timer input clock
 static_assert(kTscHz % kCrystalHz == 0, "leaf 0x15 states the TSC as an integer crystal ratio");
 
 // ---- address sizes (leaf 0x80000008) -------------------------------------------------------------
