@@ -103,7 +103,7 @@ TEST_CASE("boot: bad kernel images give clear errors") {
     CHECK_FALSE(boot::parse_kernel(f, k, err));
     std::vector<uint8_t> elf(128, 0);
     std::memcpy(elf.data(), "\x7f" "ELF", 4);
-    elf[4] = 2, elf[5] = 1, elf[18] = 62;
+    elf[4] = 2, elf[5] = 1, elf[18] = 62, elf[54] = 56;  // ELF64 x86-64, no program headers
     CHECK_FALSE(boot::parse_kernel(elf, k, err));  // no PVH note
     CHECK(err.find("PVH") != std::string::npos);
 }
