@@ -128,7 +128,7 @@ void add_string_form(std::vector<Form>& v, const OpInfo& oi, unsigned w, Rep rep
 
         // Prefixes: 66h / 67h / F2-F3 / an ignored segment override, in random order; REX.W last.
         std::vector<uint8_t> pre;
-        if (w == 2) pre.push_back(0x66);
+        if (w == 2 || (w == 8 && p.rng() % 4 == 0)) pre.push_back(0x66);  // REX.W overrides 66h
         if (a32) pre.push_back(0x67);
         if (rep == Rep::F3) pre.push_back(0xf3);
         if (rep == Rep::F2) pre.push_back(0xf2);
@@ -162,6 +162,8 @@ void forms_string(std::vector<Form>& v) {
             for (Rep rep : {Rep::None, Rep::F3, Rep::F2})
                 for (bool a32 : {false, true}) add_string_form(v, oi, w, rep, a32);
 
+    add_bytes_form(v, "string lock movsb (#UD)", {0xf0, 0xa4});
+    add_bytes_form(v, "string lock rep stosd (#UD)", {0xf0, 0xf3, 0xab});
     add_bytes_form(v, "misc pause", {0xf3, 0x90});
     add_bytes_form(v, "misc ud2", {0x0f, 0x0b});
     add_bytes_form(v, "misc ud0 eax, [rax]", {0x0f, 0xff, 0x00});
