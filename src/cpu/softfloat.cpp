@@ -190,9 +190,14 @@ Wide round_pack(bool sign, int32_t e, u128 sig, const Fmt& f, int p, Env& env) {
         }
         env.rounded_up = inc;
         if (e > f.emax) {
-            // Unmasked: the result with the exponent wrapped, unless even that does not fit
-            // (measured: then the masked response, with OE).
-            if (!(env.masks & kOverflow) && (f.bias != 16383 || e + f.bias - kWrap < 0x7fff)) {
+            // Unmasked: the result with the exponent wrapped; if even that does not fit, an
+            // infinity whatever the rounding mode, with OE and PE (measured).
+            if (!(env.masks & kOverflow)) {
+                if (f.bias == 16383 && e + f.bias - kWrap >= 0x7fff) {
+                    env.flags |= kOverflow | kInexact;
+                    env.rounded_up = true;
+                    return w_inf(sign, f);
+                }
                 env.flags |= kOverflow | (inexact ? kInexact : 0);
                 return {sign, e + f.bias - (f.bias == 16383 ? kWrap : 0), uint64_t(q) << (64 - p)};
             }
@@ -805,18 +810,409 @@ void f80_to_bcd(F80 a, uint8_t bcd[10], Env& e) {
     bcd[9] = x.sign ? 0x80 : 0;
 }
 
-bool f80_sincos(F80, F80* s, F80* c, Env&) {
-    if (s) *s = kF80DefaultNaN;
-    if (c) *c = kF80DefaultNaN;
+// ---- x87 transcendentals -------------------------------------------------------------------------
+//
+// Computed in a small 128-bit-significand floating point (BF: truncating arithmetic, about 120
+// correct bits after a few dozen operations) and rounded once to the 80-bit result with
+// round_pack(), so precision, flags and C1 come from one place. Hardware is not correctly rounded
+// here; results agree with it to within an ulp or so (the differential tests allow 2).
+//
+// Argument reduction of FSIN/FCOS/FSINCOS/FPTAN follows the hardware, which reduces modulo a 66-bit
+// approximation of pi (SDM Vol. 1, 8.3.10: "the FPU uses a 66-bit approximation of pi"; measured:
+// fsin of the 80-bit pi gives -2^-64 exactly). The reduction itself is exact.
+
+namespace {
+
+struct BF {
+    bool neg = false;
+    int32_t e = 0;  // value = m * 2^(e - 127)
+    u128 m = 0;     // normalised (bit 127 set) unless zero
+};
+
+BF bf_norm(bool neg, int32_t e, u128 m) {
+    if (!m) return BF{neg, 0, 0};
+    int lz = clz128(m);
+    return BF{neg, e - lz, m << lz};
+}
+BF bf_from_unp(const Unp& u) { return bf_norm(u.sign, u.e, u128(u.sig) << 64); }
+BF bf_int(int64_t v) {
+    uint64_t mag = v < 0 ? 0 - uint64_t(v) : uint64_t(v);
+    return bf_norm(v < 0, 127, u128(mag));
+}
+BF bf_neg(BF a) {
+    a.neg = !a.neg;
+    return a;
+}
+
+// High 128 bits of a 128x128-bit product.
+u128 mul_hi(u128 a, u128 b) {
+    uint64_t a1 = uint64_t(a >> 64), a0 = uint64_t(a), b1 = uint64_t(b >> 64), b0 = uint64_t(b);
+    u128 p00 = u128(a0) * b0, p01 = u128(a0) * b1, p10 = u128(a1) * b0, p11 = u128(a1) * b1;
+    u128 mid = (p00 >> 64) + uint64_t(p01) + uint64_t(p10);
+    return p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+}
+
+BF bf_mul(const BF& a, const BF& b) {
+    if (!a.m || !b.m) return BF{bool(a.neg ^ b.neg), 0, 0};
+    return bf_norm(a.neg ^ b.neg, a.e + b.e + 1, mul_hi(a.m, b.m));
+}
+
+BF bf_add(BF a, BF b) {
+    if (!a.m) return b;
+    if (!b.m) return a;
+    if (a.e < b.e || (a.e == b.e && a.m < b.m)) {
+        BF t = a;
+        a = b;
+        b = t;
+    }
+    int d = a.e - b.e;
+    u128 bm = d >= 128 ? 0 : b.m >> d;
+    if (a.neg == b.neg) {
+        u128 s = a.m + bm;
+        if (s < a.m) return BF{a.neg, a.e + 1, (s >> 1) | (u128(1) << 127)};
+        return BF{a.neg, a.e, s};
+    }
+    return bf_norm(a.neg, a.e, a.m - bm);
+}
+BF bf_sub(const BF& a, const BF& b) { return bf_add(a, bf_neg(b)); }
+
+BF bf_div(const BF& a, const BF& b) {  // b != 0
+    if (!a.m) return BF{bool(a.neg ^ b.neg), 0, 0};
+    u128 r = a.m, d = b.m, q = 0;
+    for (int k = 0; k < 128; k++) {
+        bool top = false;
+        if (k) {
+            top = r >> 127;
+            r <<= 1;
+        }
+        q <<= 1;
+        if (top || r >= d) {
+            r -= d;
+            q |= 1;
+        }
+    }
+    return bf_norm(a.neg ^ b.neg, a.e - b.e, q);
+}
+BF bf_div_u(const BF& a, uint64_t d) {  // by a small positive integer (d < 2^32)
+    if (!a.m) return a;
+    u128 q1 = a.m / d, rem = a.m % d;
+    uint64_t q2 = uint64_t((rem << 64) / d);  // rem < d: the next 64 quotient bits
+    int lz = clz128(q1);                       // < 64 as d < 2^32
+    u128 m = lz ? (q1 << lz) | (q2 >> (64 - lz)) : q1;
+    return BF{a.neg, a.e - lz, m};
+}
+
+BF bf_sqrt(const BF& a) {  // a > 0
+    // A 64-bit first approximation from the integer square root of the significand (exponent made
+    // even), then one Newton step s = (s + a/s) / 2.
+    int32_t E = a.e - 127;
+    u128 m = a.m;
+    if (E & 1) {
+        m >>= 1;
+        E += 1;
+    }
+    u128 rem;
+    uint64_t q = isqrt128(m, &rem);
+    BF s = bf_norm(false, 127 + E / 2, u128(q));
+    BF half{false, -1, u128(1) << 127};
+    return bf_mul(bf_add(s, bf_div(a, s)), half);
+}
+
+const BF kBfOne{false, 0, u128(1) << 127};
+const BF kBfPi{false, 1, u128(0xc90fdaa22168c234ull) << 64 | 0xc4c6628b80dc1cd1ull};
+const BF kBfPi2{false, 0, u128(0xc90fdaa22168c234ull) << 64 | 0xc4c6628b80dc1cd1ull};
+const BF kBfPi4{false, -1, u128(0xc90fdaa22168c234ull) << 64 | 0xc4c6628b80dc1cd1ull};
+const BF kBfLn2{false, -1, u128(0xb17217f7d1cf79abull) << 64 | 0xc9e3b39803f2f6afull};
+const BF kBfLog2e{false, 0, u128(0xb8aa3b295c17f0bbull) << 64 | 0xbe87fed0691d3e89ull};
+
+// Round a BF result to the 80-bit format (64-bit precision, env.round).
+F80 bf_round(const BF& v, Env& env) {
+    if (!v.m) {
+        env.rounded_up = false;
+        return F80{0, uint16_t(v.neg ? 0x8000 : 0)};
+    }
+    env.flags |= kInexact;  // a transcendental result that is not exact (exact ones are handled apart)
+    Wide w = round_pack(v.neg, v.e, v.m | 1, kF80, 64, env);  // the sticky 1: never exact
+    return pack80(w);
+}
+
+bool bf_small(const BF& term, const BF& sum) { return !term.m || term.e < sum.e - 132; }
+
+// sin and cos of |r| <= ~pi/4.
+BF bf_sin(const BF& r) {
+    BF r2 = bf_mul(r, r), term = r, sum = r;
+    for (uint64_t k = 1; k < 40; k++) {
+        term = bf_div_u(bf_mul(term, r2), (2 * k) * (2 * k + 1));
+        term.neg = !term.neg;
+        sum = bf_add(sum, term);
+        if (bf_small(term, sum)) break;
+    }
+    return sum;
+}
+BF bf_cos(const BF& r) {
+    BF r2 = bf_mul(r, r), term = kBfOne, sum = kBfOne;
+    for (uint64_t k = 1; k < 40; k++) {
+        term = bf_div_u(bf_mul(term, r2), (2 * k - 1) * (2 * k));
+        term.neg = !term.neg;
+        sum = bf_add(sum, term);
+        if (bf_small(term, sum)) break;
+    }
+    return sum;
+}
+// atanh(s) = s + s^3/3 + s^5/5 + ... for |s| <= ~0.18
+BF bf_atanh(const BF& s) {
+    BF s2 = bf_mul(s, s), pw = s, sum = s;
+    for (uint64_t k = 3; k < 200; k += 2) {
+        pw = bf_mul(pw, s2);
+        BF term = bf_div_u(pw, k);
+        sum = bf_add(sum, term);
+        if (bf_small(term, sum)) break;
+    }
+    return sum;
+}
+// atan(t) for 0 <= t <= 1: three argument halvings, then the series.
+BF bf_atan01(BF t) {
+    for (int k = 0; k < 3; k++) t = bf_div(t, bf_add(kBfOne, bf_sqrt(bf_add(kBfOne, bf_mul(t, t)))));
+    BF t2 = bf_mul(t, t), pw = t, sum = t;
+    for (uint64_t k = 3; k < 200; k += 2) {
+        pw = bf_mul(pw, t2);
+        BF term = bf_div_u(pw, k);
+        term.neg = ((k >> 1) & 1) != 0;
+        sum = bf_add(sum, term);
+        if (bf_small(term, sum)) break;
+    }
+    sum.e += 3;
+    return sum;
+}
+// log2(v) for v > 0 (exact when v is a power of two).
+BF bf_log2(const BF& v) {
+    int32_t E = v.e;
+    BF m = v;
+    m.e = 0;  // [1, 2)
+    // m > sqrt(2): use m/2 and E+1, so m is in [sqrt(2)/2, sqrt(2)].
+    if (uint64_t(m.m >> 64) > 0xb504f333f9de6484ull) {
+        m.e -= 1;
+        E += 1;
+    }
+    BF s = bf_div(bf_sub(m, kBfOne), bf_add(m, kBfOne));
+    BF l = bf_mul(bf_atanh(s), kBfLog2e);
+    l.e += 1;  // ln(m) = 2 atanh(s)
+    return bf_add(bf_int(E), l);
+}
+
+// Exact special results: flags and C1 as for any exactly representable value.
+F80 exact80(bool, const BF& v, Env& env) {
+    if (!v.m) {
+        env.rounded_up = false;
+        return F80{0, uint16_t(v.neg ? 0x8000 : 0)};
+    }
+    return pack80(round_pack(v.neg, v.e, v.m, kF80, 64, env));
+}
+
+F80 inf80(bool neg) { return F80{kTop, uint16_t(neg ? 0xffff : 0x7fff)}; }
+F80 zero80(bool neg) { return F80{0, uint16_t(neg ? 0x8000 : 0)}; }
+
+// The 66-bit pi of the hardware's reduction: P66 * 2^-64 (pi/2 = P66 * 2^-65).
+constexpr u128 kP66 = (u128(0xc90fdaa22168c234ull) << 2) | 3;
+
+// Reduce |x| (finite, < 2^63) modulo pi66/2: |x| = k * pi66/2 + r, |r| <= pi66/4. Exact.
+BF reduce(const Unp& x, unsigned* quadrant) {
+    if (x.e < -1) {  // |x| < 0.5: nothing to reduce
+        *quadrant = 0;
+        return bf_from_unp(Unp{cFinite, false, false, x.e, x.sig});
+    }
+    u128 X = u128(x.sig) << (x.e + 2);  // |x| in units of 2^-65 (x.e <= 62)
+    u128 k = X / kP66, R = X - k * kP66;  // 0 <= R < P66
+    bool neg = false;
+    if (R > kP66 / 2) {  // nearest multiple: |r| <= pi66/4
+        R = kP66 - R;
+        neg = true;
+        k++;
+    }
+    *quadrant = unsigned(k & 3);
+    u128 mag = R;
+    return bf_norm(neg, 127 - 65, mag);
+}
+
+}  // namespace
+
+bool f80_sincos(F80 a, F80* sin_out, F80* cos_out, Env& e) {
+    Unp x = unpack_f80(a);
+    e.rounded_up = false;
+    if (special(x) || x.cls == cInf) {
+        F80 r = x.cls == cInf ? pack80(invalid(kF80, e)) : pack80(propagate1(x, kF80, e));
+        if (sin_out) *sin_out = r;
+        if (cos_out) *cos_out = r;
+        return true;
+    }
+    if (x.cls == cZero) {
+        if (sin_out) *sin_out = a;
+        if (cos_out) *cos_out = F80{kTop, 0x3fff};
+        return true;
+    }
+    if (x.e >= 63) return false;  // |x| >= 2^63: C2 = 1, operand unchanged
+    if (x.den && denormal_stop(e)) return true;
+    unsigned q;
+    BF r = reduce(x, &q);
+    BF s = bf_sin(r), c = bf_cos(r);
+    BF sv = (q & 1) ? c : s, cv = (q & 1) ? s : c;
+    if (q == 2 || q == 3) sv = bf_neg(sv);
+    if (q == 1 || q == 2) cv = bf_neg(cv);
+    if (x.sign) sv = bf_neg(sv);
+    if (sin_out) *sin_out = bf_round(sv, e);
+    if (cos_out) {
+        bool up = e.rounded_up;
+        *cos_out = bf_round(cv, e);
+        if (sin_out) e.rounded_up = e.rounded_up || up;
+    }
     return true;
 }
-bool f80_tan(F80, F80* t, Env&) {
-    *t = kF80DefaultNaN;
+
+bool f80_tan(F80 a, F80* out, Env& e) {
+    Unp x = unpack_f80(a);
+    e.rounded_up = false;
+    if (special(x) || x.cls == cInf) {
+        *out = x.cls == cInf ? pack80(invalid(kF80, e)) : pack80(propagate1(x, kF80, e));
+        return true;
+    }
+    if (x.cls == cZero) {
+        *out = a;
+        return true;
+    }
+    if (x.e >= 63) return false;
+    if (x.den && denormal_stop(e)) return true;
+    unsigned q;
+    BF r = reduce(x, &q);
+    BF s = bf_sin(r), c = bf_cos(r);
+    BF t = (q & 1) ? bf_neg(bf_div(c, s)) : bf_div(s, c);
+    if (x.sign) t = bf_neg(t);
+    *out = bf_round(t, e);
     return true;
 }
-F80 f80_atan(F80, F80, Env&) { return kF80DefaultNaN; }
-F80 f80_2xm1(F80, Env&) { return kF80DefaultNaN; }
-F80 f80_yl2x(F80, F80, Env&) { return kF80DefaultNaN; }
-F80 f80_yl2xp1(F80, F80, Env&) { return kF80DefaultNaN; }
+
+// FPATAN (SDM Vol. 2 FPATAN, Table 3-29): arctan(y / x), quadrant from both signs.
+F80 f80_atan(F80 a, F80 b, Env& e) {
+    Unp x = unpack_f80(a), y = unpack_f80(b);
+    if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
+    e.rounded_up = false;
+    if ((x.den || y.den) && denormal_stop(e)) return kF80DefaultNaN;
+    BF res;
+    if (y.cls == cZero) {
+        if (!x.sign) return zero80(y.sign);  // +0 or positive x
+        res = kBfPi;
+    } else if (y.cls == cInf) {
+        if (x.cls == cInf) res = x.sign ? bf_add(kBfPi2, kBfPi4) : kBfPi4;
+        else res = kBfPi2;
+    } else if (x.cls == cZero) {
+        res = kBfPi2;
+    } else if (x.cls == cInf) {
+        if (!x.sign) return zero80(y.sign);
+        res = kBfPi;
+    } else {
+        BF ax = bf_from_unp(x), ay = bf_from_unp(y);
+        ax.neg = ay.neg = false;
+        bool swap = ay.e > ax.e || (ay.e == ax.e && ay.m > ax.m);  // |y| > |x|
+        BF t = swap ? bf_div(ax, ay) : bf_div(ay, ax);
+        res = bf_atan01(t);
+        if (swap) res = bf_sub(kBfPi2, res);
+        if (x.sign) res = bf_sub(kBfPi, res);
+    }
+    res.neg = y.sign;
+    return bf_round(res, e);
+}
+
+// F2XM1 (SDM Vol. 2 F2XM1): 2^x - 1 for -1 <= x <= 1 (other inputs: undefined by the SDM).
+F80 f80_2xm1(F80 a, Env& e) {
+    Unp x = unpack_f80(a);
+    if (special(x)) return pack80(propagate1(x, kF80, e));
+    e.rounded_up = false;
+    if (x.cls == cZero) return a;
+    if (x.cls == cInf) return x.sign ? F80{kTop, 0xbfff} : a;
+    if (x.den && denormal_stop(e)) return kF80DefaultNaN;
+    // Outside [-1, 1] (undefined by the SDM) the operand is left as it is, with PE (measured).
+    if (x.e > 0 || (x.e == 0 && x.sig != kTop)) {
+        e.flags |= kInexact;
+        return a;
+    }
+    if (x.e == 0) {  // +-1: exact results 1 and -1/2, still reported inexact (measured)
+        e.flags |= kInexact;
+        return x.sign ? F80{kTop, 0xbffe} : F80{kTop, 0x3fff};
+    }
+    BF t = bf_mul(bf_from_unp(x), kBfLn2);
+    BF term = t, sum = t;
+    for (uint64_t k = 2; k < 60; k++) {
+        term = bf_div_u(bf_mul(term, t), k);
+        sum = bf_add(sum, term);
+        if (bf_small(term, sum)) break;
+    }
+    return bf_round(sum, e);
+}
+
+// FYL2X (SDM Vol. 2 FYL2X, Table 3-49): y * log2(x).
+F80 f80_yl2x(F80 a, F80 b, Env& e) {
+    Unp x = unpack_f80(a), y = unpack_f80(b);
+    if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
+    e.rounded_up = false;
+    if (x.sign && x.cls != cZero) return pack80(invalid(kF80, e));  // log of a negative number
+    if (x.cls == cZero) {  // (ZE takes precedence over DE)
+        if (y.cls == cZero) return pack80(invalid(kF80, e));
+        if (y.cls != cInf) e.flags |= kDivZero;
+        return inf80(!y.sign);
+    }
+    if ((x.den || y.den) && denormal_stop(e)) return kF80DefaultNaN;
+    bool x_one = x.e == 0 && x.sig == kTop, x_below_one = x.e < 0;
+    if (x.cls == cInf) {
+        if (y.cls == cZero) return pack80(invalid(kF80, e));
+        return inf80(y.sign);
+    }
+    if (y.cls == cInf) {
+        if (x_one) return pack80(invalid(kF80, e));
+        return inf80(y.sign ^ x_below_one);
+    }
+    if (y.cls == cZero || x_one) return zero80(y.sign ^ x_below_one);
+    BF l = bf_log2(bf_from_unp(x));
+    BF p = bf_mul(bf_from_unp(y), l);
+    // x a power of two: log2(x) is exact and so is the rounding of y * log2(x); the hardware still
+    // reports PE (measured).
+    if ((x.sig << 1) == 0) {
+        F80 r = exact80(false, p, e);
+        e.flags |= kInexact;
+        return r;
+    }
+    return bf_round(p, e);
+}
+
+// FYL2XP1 (SDM Vol. 2 FYL2XP1): y * log2(x + 1) for |x| < 1 - sqrt(2)/2.
+F80 f80_yl2xp1(F80 a, F80 b, Env& e) {
+    Unp x = unpack_f80(a), y = unpack_f80(b);
+    if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
+    e.rounded_up = false;
+    if ((x.den || y.den) && denormal_stop(e)) return kF80DefaultNaN;
+    if (x.cls == cZero) {
+        if (y.cls == cInf) return pack80(invalid(kF80, e));
+        return zero80(x.sign ^ y.sign);
+    }
+    if (y.cls == cZero) {
+        if (x.cls == cInf) return pack80(invalid(kF80, e));
+        return zero80(x.sign ^ y.sign);
+    }
+    if (x.cls == cInf && x.sign) return pack80(invalid(kF80, e));  // log of -inf (measured)
+    if (x.cls == cInf || y.cls == cInf) return inf80(x.sign ^ y.sign);
+    // x <= -1 (log undefined): the result is x itself, with PE (measured).
+    if (x.sign && x.e >= 0) {
+        e.flags |= kInexact;
+        return a;
+    }
+    BF bx = bf_from_unp(x), l;
+    if (x.e >= -2) {  // |x| >= 1/4: log2(1 + x) directly (x beyond the SDM's domain is computed too)
+        l = bf_log2(bf_add(bx, kBfOne));
+    } else {
+        BF two{false, 1, u128(1) << 127};
+        BF s = bf_div(bx, bf_add(bx, two));
+        l = bf_mul(bf_atanh(s), kBfLog2e);
+        l.e += 1;
+    }
+    return bf_round(bf_mul(bf_from_unp(y), l), e);
+}
 
 }  // namespace m86::cpu::sf

@@ -452,17 +452,51 @@ void forms_x87(std::vector<Form>& forms) {
     });
 
     // Transcendentals: real CPUs are not correctly rounded here (and Intel and AMD differ), so a
-    // small tolerance in the last significand bits applies (x87_ulps), for these forms only.
-    const Setup tr1{1, false, true, true}, tr2{2, false, true, true}, trp{1, true, true, true};
+    // small tolerance in the last significand bits applies (x87_ulps), for these forms only. For
+    // the same reason C1 ("rounded up") cannot be compared: FDECSTP + FINCSTP after the instruction
+    // clear it and change nothing else. OE/UE/PE stay masked (an unmasked one would leave the
+    // instruction's C1 visible at the #MF). Inputs are kept inside each instruction's defined
+    // domain (the SDM leaves F2XM1 outside [-1, 1] and FYL2XP1 outside |x| < 1 - sqrt(2)/2
+    // undefined) most of the time.
     constexpr unsigned kTransUlps = 2;
-    add_reg(forms, "fsin", tr1, 0xd9, 7, 6, kTransUlps);
-    add_reg(forms, "fcos", tr1, 0xd9, 7, 7, kTransUlps);
-    add_reg(forms, "fsincos", trp, 0xd9, 7, 3, kTransUlps);
-    add_reg(forms, "fptan", trp, 0xd9, 6, 2, kTransUlps);
-    add_reg(forms, "fpatan", tr2, 0xd9, 6, 3, kTransUlps);
-    add_reg(forms, "f2xm1", tr1, 0xd9, 6, 0, kTransUlps);
-    add_reg(forms, "fyl2x", tr2, 0xd9, 6, 1, kTransUlps);
-    add_reg(forms, "fyl2xp1", tr2, 0xd9, 7, 1, kTransUlps);
+    auto trans = [&](const std::string& name, int need, bool pushes, unsigned reg, unsigned rm,
+                     std::function<void(Picker&, F80&, F80&)> shape) {
+        Setup s{need, pushes, true, true};
+        add(forms, name, s, [=](G& g, Picker& p, State& st) {
+            st.fcw |= 0x38;  // OE, UE, PE masked
+            unsigned t = (st.fsw >> 11) & 7;
+            if (shape && p.rng() % 8 != 0) shape(p, st.st[t], st.st[(t + 1) & 7]);
+            reg_form(g, 0xd9, reg, rm);
+            reg_form(g, 0xd9, 6, 6);  // FDECSTP
+            reg_form(g, 0xd9, 6, 7);  // FINCSTP
+        }, kTransUlps);
+    };
+    auto finite = [](Picker& p, F80& v, int lo, int hi) {  // a normal value with exponent in [lo, hi]
+        v.mant |= 1ull << 63;
+        v.se = uint16_t((v.se & 0x8000) | (0x3fff + lo + int(p.rng() % unsigned(hi - lo + 1))));
+    };
+    trans("fsin", 1, false, 7, 6, [=](Picker& p, F80& a, F80&) { finite(p, a, -70, 70); });
+    trans("fcos", 1, false, 7, 7, [=](Picker& p, F80& a, F80&) { finite(p, a, -70, 70); });
+    trans("fsincos", 1, true, 7, 3, [=](Picker& p, F80& a, F80&) { finite(p, a, -70, 70); });
+    trans("fptan", 1, true, 6, 2, [=](Picker& p, F80& a, F80&) { finite(p, a, -70, 70); });
+    trans("fpatan", 2, false, 6, 3, [=](Picker& p, F80& a, F80& b) {
+        finite(p, a, -40, 40);
+        finite(p, b, -40, 40);
+    });
+    trans("f2xm1", 1, false, 6, 0, [=](Picker& p, F80& a, F80&) {
+        finite(p, a, -80, -1);
+        if (p.rng() % 16 == 0) a.mant = 1ull << 63, a.se = uint16_t((a.se & 0x8000) | 0x3fff);  // +-1
+    });
+    trans("fyl2x", 2, false, 6, 1, [=](Picker& p, F80& a, F80& b) {
+        finite(p, a, -300, 300);
+        if (p.rng() % 8) a.se &= 0x7fff;  // x > 0
+        if (p.rng() % 8 == 0) a.mant = 1ull << 63;  // a power of two
+        finite(p, b, -30, 30);
+    });
+    trans("fyl2xp1", 2, false, 7, 1, [=](Picker& p, F80& a, F80& b) {
+        finite(p, a, -70, -3);
+        finite(p, b, -30, 30);
+    });
     (void)push1;
 }
 

@@ -1014,12 +1014,14 @@ template <int Kind /*0 sin, 1 cos, 2 sincos, 3 tan*/> void ftrig(Cpu& c, const I
     note(c, i);
     bool pushes = Kind >= 2;
     if (empty(x, 0)) [[unlikely]] {
+        x.fsw &= uint16_t(~kC2);  // measured
         if (!stack_fault(x, false)) return;
         put(x, 0, kIndefinite);
         if (pushes) push_checked(x, kIndefinite), set_c1(x, false);
         return;
     }
     if (pushes && !empty(x, 7)) [[unlikely]] {
+        x.fsw &= uint16_t(~kC2);  // measured
         if (!stack_fault(x, true)) return;
         put(x, 0, kIndefinite);
         push(x, kIndefinite);
@@ -1042,9 +1044,9 @@ template <int Kind /*0 sin, 1 cos, 2 sincos, 3 tan*/> void ftrig(Cpu& c, const I
     if constexpr (Kind == 2) {  // ST(0) = sin, then push cos
         put(x, 0, r0);
         push(x, r1);
-    } else if constexpr (Kind == 3) {  // ST(0) = tan, then push 1.0
+    } else if constexpr (Kind == 3) {  // ST(0) = tan, then push 1.0 (a NaN result: push it again)
         put(x, 0, r0);
-        push(x, F80{1ull << 63, 0x3fff});
+        push(x, sf::f80_is_nan(r0) ? r0 : F80{1ull << 63, 0x3fff});
     } else {
         put(x, 0, r0);
     }
