@@ -1,38 +1,42 @@
-// micro86: command-line entry point.
+// micro86: command-line entry point. `micro86 snippet ...` runs raw machine code; anything else is
+// a QEMU-style command line for the microvm board.
 #include <fmt/format.h>
 
 #include <string>
 #include <vector>
 
 #include "machine/cli.h"
-
-namespace {
-
-constexpr const char* kUsage =
-    "micro86 - a pure-software x86-64 emulator of QEMU's microvm machine\n"
-    "\n"
-    "usage:\n"
-    "  micro86 snippet FILE [options]   run raw x86-64 machine code (see 'micro86 snippet --help')\n"
-    "  micro86 --help                   this text\n"
-    "  micro86 --version                print the version\n";
-
-}  // namespace
+#include "machine/microvm.h"
+#include "machine/options.h"
 
 int main(int argc, char** argv) {
+    using namespace m86::machine;
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty()) {
-        fmt::print(stderr, "{}", kUsage);
+    if (!args.empty() && args[0] == "snippet") return snippet_main({args.begin() + 1, args.end()});
+
+    std::string error;
+    auto cfg = parse_options(args, error);
+    if (!cfg) {
+        fmt::print(stderr, "micro86: {}\n", error);
         return 2;
     }
-    if (args[0] == "--help" || args[0] == "-h") {
-        fmt::print("{}", kUsage);
+    if (cfg->help) {
+        fmt::print("micro86 - a pure-software x86-64 emulator of QEMU's microvm machine\n\n{}", kVmUsage);
         return 0;
     }
-    if (args[0] == "--version") {
+    if (cfg->version) {
         fmt::print("micro86 {}\n", MICRO86_VERSION);
         return 0;
     }
-    if (args[0] == "snippet") return m86::machine::snippet_main({args.begin() + 1, args.end()});
-    fmt::print(stderr, "micro86: unknown command or option '{}'\n{}", args[0], kUsage);
-    return 2;
+    if (args.empty()) {
+        fmt::print(stderr, "micro86: nothing to run (try: micro86 -kernel bzImage -append console=ttyS0)\n\n{}", kVmUsage);
+        return 2;
+    }
+    for (const auto& n : cfg->notes) fmt::print(stderr, "micro86: note: {}\n", n);
+    auto vm = Microvm::create(*cfg, error);
+    if (!vm) {
+        fmt::print(stderr, "micro86: {}\n", error);
+        return 1;
+    }
+    return vm->run();
 }

@@ -1,0 +1,99 @@
+// The microvm board (QEMU's hw/i386/microvm.c with acpi=off): guest RAM, the vCPUs with their local
+// APICs, the legacy devices (8259 PIC pair, 8254 PIT, MC146818 RTC, 16550 UART), the I/O APIC, and
+// the loop that runs it all on one host thread.
+//
+// How it fits together:
+//   - The board is the CPUs' cpu::Bus: RAM pages by host pointer, MMIO and port I/O dispatched to
+//     the device buses (src/devices/bus.h), the LAPIC page to the accessing CPU's own Lapic.
+//   - Each vCPU is a cpu::Cpu plus a dev::Lapic; the Vcpu glue implements the CPU's Platform
+//     (INTA, APIC MSRs, CR8) and the LAPIC's CpuPins (INTR, NMI, INIT, SIPI).
+//   - Interrupt wiring: ISA IRQ n -> PIC pin n and IOAPIC pin n (IRQ0 -> IOAPIC pin 2, the MP
+//     table's override); the PIC's INTR -> LINT0 of every LAPIC (ExtINT); IOAPIC -> APIC bus.
+//   - Time: one dev::Clock; vCPUs run in slices, the clock's due events run between slices, and
+//     when every vCPU is halted the host sleeps until the next event or terminal input
+//     (deterministic mode: virtual time jumps there instead).
+//   - vCPUs are interleaved round-robin in one host thread, deterministically.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/bus.h"
+#include "cpu/cpu.h"
+#include "devices/apic_bus.h"
+#include "devices/bus.h"
+#include "devices/clock.h"
+#include "devices/ioapic.h"
+#include "devices/lapic.h"
+#include "devices/pic8259.h"
+#include "devices/pit8254.h"
+#include "devices/rtc146818.h"
+#include "devices/uart16550.h"
+#include "machine/guest_ram.h"
+#include "machine/host_chardev.h"
+#include "machine/options.h"
+
+namespace m86::machine {
+
+class Microvm : public cpu::Bus {
+public:
+    // Build the machine from a parsed command line: reads the kernel/initrd files, opens the
+    // character backends. Returns nullptr with a one-line `error` on any problem.
+    static std::unique_ptr<Microvm> create(const VmConfig& cfg, std::string& error);
+    ~Microvm() override;
+
+    // Run until the guest powers off / reboots with -no-reboot, or the user quits (Ctrl-A x).
+    // Returns the process exit status.
+    int run();
+
+    // ---- cpu::Bus ----------------------------------------------------------------------------
+    uint8_t* page_ptr(uint64_t page, bool write) override;
+    uint64_t mmio_read(uint64_t addr, unsigned size) override;
+    void mmio_write(uint64_t addr, unsigned size, uint64_t value) override;
+    uint32_t io_read(uint16_t port, unsigned size) override;
+    void io_write(uint16_t port, unsigned size, uint32_t value) override;
+    uint64_t tsc(uint64_t instructions_retired) override;
+
+    // For tests and tools.
+    GuestRam& ram() { return ram_; }
+    cpu::Cpu& cpu(unsigned i);
+    unsigned num_cpus() const { return unsigned(vcpus_.size()); }
+    dev::Clock& clock() { return clock_; }
+
+private:
+    struct Vcpu;
+    class SerialOut;
+    explicit Microvm(const VmConfig& cfg);
+    bool build(std::string& error);
+    bool load_kernel(std::string& error);
+    void reset_machine();
+    void poll_input();
+    void flush_output();
+
+    VmConfig cfg_;
+    GuestRam ram_;
+    dev::Clock clock_;
+    dev::TscScale tsc_scale_;
+    dev::IoBus io_;
+    dev::MmioBus mmio_;
+    dev::ApicBus apic_bus_;
+    dev::IrqFanout isa_irq_;   // ISA IRQ lines -> PIC and IOAPIC
+    dev::IrqFanout lint0_;     // the PIC's INTR -> LINT0 of every LAPIC
+    std::unique_ptr<dev::Ioapic> ioapic_;
+    std::unique_ptr<dev::Pic8259> pic_;
+    std::unique_ptr<dev::Pit8254> pit_;
+    std::unique_ptr<dev::Rtc146818> rtc_;
+    std::unique_ptr<dev::Uart16550> uart_;
+    std::unique_ptr<SerialOut> serial_out_;
+    std::unique_ptr<host::CharDev> serial_host_;
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    unsigned current_ = 0;            // the vCPU running now (whose LAPIC the MMIO page reaches)
+    uint64_t slice_start_icount_ = 0; // deterministic TSC: instructions into the current slice
+    bool quit_ = false;
+    int exit_status_ = 0;
+    cpu::CpuState boot_state_;        // the BSP's entry state for direct boot (kept for reset)
+    bool have_boot_state_ = false;
+};
+
+}  // namespace m86::machine
