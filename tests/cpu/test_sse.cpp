@@ -338,6 +338,37 @@ TEST_CASE("sse: availability checks CR0.EM, CR0.TS, CR4.OSFXSR (SSE) and CR0.EM,
     CHECK(run(cr0::TS, 0, true) == kNM);
 }
 
+TEST_CASE("sse: availability of LDMXCSR, FXSAVE and XSAVE (SDM exception lists)") {
+    machine::SnippetEnv env;
+    // which: 0 LDMXCSR, 1 FXSAVE, 2 XSAVE
+    auto run = [&](int which, uint64_t set_cr0, uint64_t clear_cr4) {
+        env.reset_cpu();
+        env.cpu().s.cr0 |= set_cr0;
+        env.cpu().s.cr4 &= ~clear_cr4;
+        uint32_t mx = 0x1f80;
+        env.poke(kBuf, &mx, 4);
+        auto code = assemble([which](Xbyak::CodeGenerator& g) {
+            g.mov(g.ecx, kBuf);
+            g.xor_(g.eax, g.eax);
+            g.xor_(g.edx, g.edx);
+            if (which == 0) g.ldmxcsr(g.ptr[g.rcx]);
+            else g.db(0x0f), g.db(0xae), g.db(which == 1 ? 0x01 : 0x21);  // fxsave/xsave [rcx]
+        });
+        StopReason r = run_code(env, code, 10);
+        return r == StopReason::Exception ? int(env.cpu().last_fault.vector) : -1;
+    };
+    CHECK(run(0, 0, 0) == -1);
+    CHECK(run(0, cr0::EM, 0) == kUD);
+    CHECK(run(0, 0, cr4::OSFXSR) == kUD);
+    CHECK(run(0, cr0::TS, 0) == kNM);
+    CHECK(run(1, 0, 0) == -1);
+    CHECK(run(1, cr0::EM, 0) == kNM);  // FXSAVE: #NM for EM or TS
+    CHECK(run(1, cr0::TS, 0) == kNM);
+    CHECK(run(2, 0, 0) == -1);
+    CHECK(run(2, 0, cr4::OSXSAVE) == kUD);
+    CHECK(run(2, cr0::TS, 0) == kNM);
+}
+
 TEST_CASE("sse: MMX aliases the x87 significands, sets TOP=0, tags valid, exponent ones; EMMS empties") {
     machine::SnippetEnv env;
     X87State& x = env.cpu().s.x87;

@@ -13,6 +13,7 @@
 // XINUSE (which components are not in their initial configuration) is computed from the state's
 // values: exact where hardware keeps a conservative "modified" bit (allowed: SDM 13.6).
 // MXCSR_MASK is 0xFFFF: flags, DAZ, masks, RC, FTZ (no misaligned-SSE mode bit 17).
+#include "cpu/cpuid.h"
 #include "cpu/ops/sse.h"
 
 namespace m86::cpu {
@@ -21,8 +22,10 @@ namespace {
 using namespace sse;
 
 constexpr uint32_t kMxcsrMask = 0xffff;
-constexpr uint64_t kXcr0Supported = 3;  // x87 | SSE
-constexpr unsigned kXsaveSize = 576;    // legacy region + header, components 0 and 1
+// What CPUID advertises (leaf 0DH): XCR0 bits x87 | SSE, and the area they need.
+constexpr uint64_t kXcr0Supported = cpuid::kXcr0Supported;
+constexpr unsigned kXsaveSize = cpuid::kXsaveAreaSize;
+static_assert(kXcr0Supported == 3 && kXsaveSize == 576, "fpstate.cpp implements components 0 and 1 only");
 
 // ---- availability checks -------------------------------------------------------------------------
 // FXSAVE/FXRSTOR: #NM when CR0.TS or CR0.EM (SDM FXSAVE "Protected Mode Exceptions").
