@@ -81,10 +81,10 @@ inline constexpr uint32_t kHypervisorBase = 0x40000000, kMaxHypervisorLeaf = 0x4
 
 // ---- switches for features that depend on work outside the instruction set ----------------------
 inline constexpr bool kHaveMmx = true;            // MMX forms (ops/sse_int.cpp)
-inline constexpr bool kHaveLocalApic = false;     // board: xAPIC at IA32_APIC_BASE (EDX.APIC)
-inline constexpr bool kHaveX2apic = false;        // board: x2APIC MSRs 0x800..0x8ff
-inline constexpr bool kHaveTscDeadline = false;   // board: IA32_TSC_DEADLINE timer mode
-inline constexpr bool kHaveArat = false;          // board: APIC timer keeps running in deep C-states
+inline constexpr bool kHaveLocalApic = true;      // board: xAPIC at IA32_APIC_BASE (EDX.APIC)
+inline constexpr bool kHaveX2apic = true;         // board: x2APIC MSRs 0x800..0x8ff
+inline constexpr bool kHaveTscDeadline = true;    // board: IA32_TSC_DEADLINE timer mode
+inline constexpr bool kHaveArat = true;           // board: APIC timer keeps running in deep C-states
 inline constexpr bool kHaveSysenter = false;      // system: SYSENTER/SYSEXIT and their MSRs
 inline constexpr bool kHaveMtrr = false;          // system: MTRRcap/MTRR MSRs
 inline constexpr bool kHaveFsgsbase = false;      // system: RD/WRFSBASE, RD/WRGSBASE, CR4.FSGSBASE
