@@ -8,6 +8,8 @@
 //   0xF4  write: end of test; 0 = pass, anything else = the id of the failed check
 //   0xF8  write: raise INTR with this vector (held until the CPU acknowledges it)
 //   0xF9  write: raise NMI
+//   0xFB  write: raise INTR with this vector once the CPU halts (a timer that fires when idle)
+//   0xFC  write: raise NMI once the CPU halts
 //
 // The CPU starts from RESET and delivers exceptions through the guest's IVT/IDT
 // (stop_on_exception = false). A triple fault (StopReason::Shutdown) fails the test unless
@@ -34,7 +36,8 @@ namespace {
 constexpr uint64_t kRamSize = 32ull << 20;
 constexpr uint64_t kRomSize = 64 * 1024;
 constexpr uint64_t kRomHigh = 0xffff0000, kRomLow = 0xf0000;
-constexpr uint16_t kPortLog = 0xe9, kPortReport = 0xf0, kPortExit = 0xf4, kPortIntr = 0xf8, kPortNmi = 0xf9;
+constexpr uint16_t kPortLog = 0xe9, kPortReport = 0xf0, kPortExit = 0xf4, kPortIntr = 0xf8, kPortNmi = 0xf9,
+                   kPortIntrOnHalt = 0xfb, kPortNmiOnHalt = 0xfc;
 
 class TestMachine : public Bus, public Platform {
 public:
@@ -46,6 +49,8 @@ public:
     bool done = false;
     uint32_t exit_code = 0;
     std::deque<uint8_t> intr;
+    int intr_on_halt = -1;
+    bool nmi_on_halt = false;
 
     uint8_t* page_ptr(uint64_t page, bool write) override {
         if (page >= kRomLow && page < kRomLow + kRomSize) return write ? nullptr : rom.data() + (page - kRomLow);
@@ -70,6 +75,8 @@ public:
                 cpu->set_intr(true);
                 break;
             case kPortNmi: cpu->raise_nmi(); break;
+            case kPortIntrOnHalt: intr_on_halt = int(v & 0xff); break;
+            case kPortNmiOnHalt: nmi_on_halt = true; break;
             default: break;
         }
     }
@@ -121,6 +128,7 @@ int main(int argc, char** argv) {
     cpu.stop_on_exception = false;
 
     const char* why = nullptr;
+    int halts_in_a_row = 0;
     while (!m.done && cpu.icount < max_insns) {
         StopReason r;
         if (trace) {
@@ -141,10 +149,24 @@ int main(int argc, char** argv) {
             why = "triple fault (shutdown)";
             break;
         }
-        if (r == StopReason::Halt && m.intr.empty()) {
-            why = "HLT with no interrupt pending";
+        if (r == StopReason::Halt && (m.intr_on_halt >= 0 || m.nmi_on_halt)) {
+            // The "timer" fires while the CPU sleeps.
+            if (m.intr_on_halt >= 0) {
+                m.intr.push_back(uint8_t(m.intr_on_halt));
+                cpu.set_intr(true);
+                m.intr_on_halt = -1;
+            }
+            if (m.nmi_on_halt) {
+                cpu.raise_nmi();
+                m.nmi_on_halt = false;
+            }
+            continue;
+        }
+        if (r == StopReason::Halt && (m.intr.empty() || ++halts_in_a_row > 3)) {
+            why = "HLT with no interrupt that can wake it";
             break;
         }
+        if (r != StopReason::Halt) halts_in_a_row = 0;
         if (r == StopReason::Exception) {
             why = "exception stop";
             break;
