@@ -155,18 +155,41 @@ public:
                            (a >= kStackTop - 0x2000 && a < kStackTop);
             if (!present) env_.set_page_present(a, false);
         }
-        base_ = env_.cpu().s;
+        // Run at CPL 3 like the native side (a Linux process): user page-table entries, user code
+        // and data descriptors with Linux's selectors (CS 0x33, SS 0x2b, the others null), CR0.AM.
+        // The table addresses are snippet.h's documented layout (PML4 0x1000 .. PTs 0x5fff, GDT 0x6000).
+        uint8_t* ram = env_.bus().ram();
+        for (uint64_t a = 0x1000; a < 0x6000; a += 8) {
+            uint64_t e;
+            std::memcpy(&e, ram + a, 8);
+            if (e) e |= 4;  // U/S
+            std::memcpy(ram + a, &e, 8);
+        }
+        const uint64_t user_data = 0x00cff3000000ffffull, user_code64 = 0x00affb000000ffffull;
+        std::memcpy(ram + 0x6000 + 0x28, &user_data, 8);
+        std::memcpy(ram + 0x6000 + 0x30, &user_code64, 8);
+        cpu::CpuState& s = env_.cpu().s;
+        s.gdtr.limit = 0x37;
+        s.cr0 |= cpu::cr0::AM;
+        for (auto& sr : s.seg) sr = cpu::SegReg{0, 0, 0, 0};
+        s.seg[cpu::CS] = cpu::SegReg{0x33, 0, 0xffffffff, 0xa0fb};
+        s.seg[cpu::SS] = cpu::SegReg{0x2b, 0, 0xffffffff, 0xc0f3};
+        env_.cpu().update_mode();
+        env_.cpu().tlb_flush();
+        base_ = s;
     }
 
     void run(const Case& c, Result& r) {
         cpu::Cpu& cpu = env_.cpu();
         cpu.s = base_;
+        cpu.update_mode();
         cpu.lf = cpu::LazyFlags{};
         cpu.halted = false;
         cpu.exit_request = false;
         const State& in = c.in;
         std::memcpy(cpu.s.gpr, in.gpr, sizeof in.gpr);
-        cpu.s.rflags = in.rflags | cpu::fl::kFixed1;
+        // IF is always set in a Linux process (and POPF at CPL 3, IOPL 0 cannot clear it).
+        cpu.s.rflags = in.rflags | cpu::fl::kFixed1 | cpu::fl::IF;
         for (int i = 0; i < 16; ++i) cpu.s.xmm[i] = in.xmm[i];
         cpu.s.mxcsr = in.mxcsr;
         cpu::X87State& x = cpu.s.x87;
@@ -184,7 +207,7 @@ public:
         env_.poke(kStackWinAddr, c.stack, kStackWinSize);
         uint8_t code[kMaxCode + 1];
         std::memcpy(code, c.code, c.len);
-        code[c.len] = 0xf4;  // HLT
+        code[c.len] = 0xf4;  // HLT: stops the run (#GP at CPL 3, at its address)
         env_.poke(kCodeAddr, code, c.len + 1);
         cpu.s.rip = kCodeAddr;
 
@@ -210,6 +233,10 @@ public:
                 if (r.rip == kCodeAddr + c.len + 1) r.rip = kCodeAddr + c.len;  // report the HLT's address
                 break;
             case cpu::StopReason::Exception:
+                if (cpu.last_fault.vector == cpu::kGP && r.rip == kCodeAddr + c.len) {
+                    r.end = End::Done;  // the end marker: HLT raises #GP at CPL 3
+                    break;
+                }
                 r.end = End::Fault;
                 r.o.faulted = true;
                 r.o.vector = cpu.last_fault.vector;

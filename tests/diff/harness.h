@@ -7,7 +7,9 @@
 //   2. runs the instance natively, inside a wrapper that loads the State and stores the result,
 //      with the data area mapped at the same fixed address as in the emulator, in a forked child
 //      with signal handlers so a faulting instance cannot take down the runner,
-//   3. runs the same bytes in micro86's interpreter (machine::SnippetEnv) from the same State,
+//   3. runs the same bytes in micro86's interpreter (machine::SnippetEnv) from the same State, at
+//      CPL 3 like the native Linux process (user pages, CS 0x33 / SS 0x2b, RFLAGS.IF = 1, CR0.AM),
+//      so privileged instructions fault the same way in both,
 //   4. compares every GPR, RFLAGS (minus the form's undefined flags), RIP, the data area, XMM,
 //      MXCSR, the x87 state, and the exception raised if any; on a mismatch it prints the
 //      disassembly, the seed and both states side by side.
@@ -16,7 +18,11 @@
 // low region):
 //   kCodeAddr   the instruction(s) under test
 //   kDataAddr   kDataSize bytes of random data, followed by a guard page (not present / PROT_NONE)
-//   kStackAddr  the test's RSP points near the top of a stack page below kStackTop
+//   stack       two pages below kStackTop; RSP starts at kStackTop - 0x1000, and the 1 KiB around it
+//               is random input and compared afterwards (so PUSH/POP forms need no setup)
+// Only these pages are mapped (natively and in the emulator), so a stray access faults in both.
+// The instance ends natively with a JMP to the wrapper, in the emulator with HLT (both reported
+// as RIP = the end of the instance).
 #pragma once
 
 #include <xbyak/xbyak.h>
