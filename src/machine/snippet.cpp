@@ -30,6 +30,7 @@ SnippetEnv::SnippetEnv(size_t ram_size) : bus_(ram_size) {
     // GDT: null, 64-bit code, data.
     put64(kGdt + 8, 0x00af9b000000ffffull);
     put64(kGdt + 16, 0x00cf93000000ffffull);
+    put64(kGdt + 24, 0x00cf9b000000ffffull);
     reset_cpu();
 }
 
@@ -47,7 +48,25 @@ void SnippetEnv::reset_cpu() {
     s.seg[CS] = SegReg{0x08, 0, 0xffffffff, 0xa09b};
     s.rip = kCodeBase;
     s.gpr[RSP] = kStackTop;
+    if (bits_ == 32) {
+        s.cr0 = cr0::PE | cr0::MP | cr0::ET | cr0::NE;
+        s.efer = 0;
+        s.seg[CS] = SegReg{0x18, 0, 0xffffffff, 0xc09b};
+    } else if (bits_ == 16) {
+        s.cr0 = cr0::MP | cr0::ET | cr0::NE;
+        s.cr4 &= ~cr4::PAE;
+        s.efer = 0;
+        for (auto& sr : s.seg) sr = SegReg{0, 0, 0xffff, SegReg::kP | SegReg::kS | 0x3};
+        s.seg[CS] = SegReg{uint16_t(kCodeBase16 >> 4), kCodeBase16, 0xffff, SegReg::kP | SegReg::kS | 0xb};
+        s.rip = 0;
+        s.gpr[RSP] = 0xfff0;
+    }
     cpu_->update_mode();
+}
+
+void SnippetEnv::set_bits(unsigned bits) {
+    bits_ = bits == 16 || bits == 32 ? bits : 64;
+    reset_cpu();
 }
 
 bool SnippetEnv::poke(uint64_t addr, const void* data, size_t size) {
@@ -73,8 +92,8 @@ void SnippetEnv::set_page_present(uint64_t addr, bool present) {
 }
 
 bool SnippetEnv::load_code(const std::vector<uint8_t>& code) {
-    if (!poke(kCodeBase, code.data(), code.size())) return false;
-    cpu_->s.rip = kCodeBase;
+    if (!poke(code_base(), code.data(), code.size())) return false;
+    cpu_->s.rip = bits_ == 16 ? 0 : code_base();
     return true;
 }
 

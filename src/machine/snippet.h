@@ -7,7 +7,7 @@
 //   page tables  PML4 0x1000, PDPT 0x2000, PD 0x3000, PTs 0x4000-0x5fff: identity map of all RAM,
 //                4 KiB pages below 4 MiB (so single pages can be made not-present), 2 MiB pages above;
 //                page 0 is not present (null dereferences fault)
-//   GDT          0x6000: null, 0x08 64-bit code (DPL 0), 0x10 data (DPL 0)
+//   GDT          0x6000: null, 0x08 64-bit code (DPL 0), 0x10 data (DPL 0), 0x18 32-bit code (DPL 0)
 //   code         loaded at 0x100000 (kCodeBase); RIP starts there
 //   stack        RSP = 0x400000 (kStackTop), growing down
 //   CPU          64-bit mode, CPL 0; CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT|OSXSAVE,
@@ -15,6 +15,13 @@
 //                MXCSR in their FNINIT/reset state; no IDT: any exception stops the run
 //
 // The run ends at HLT, at an exception, or after the instruction limit.
+//
+// set_bits(32) instead: flat 32-bit protected mode with paging off: CS = 0x18 (base 0, 4 GiB,
+// 32-bit), DS/ES/FS/GS/SS = 0x10 (base 0, 4 GiB), CR0 = PE|MP|ET|NE, CR4 = OSFXSR|OSXMMEXCPT|
+// OSXSAVE, EFER = 0; code at 0x100000, ESP = 0x400000 (the page tables stay in RAM, unused).
+// set_bits(16): real-address mode: code at 0x10000 with CS:IP = 1000:0000, DS/ES/FS/GS/SS = 0
+// (limits 0xFFFF), SP = 0xFFF0, CR0 = ET|NE|MP (PE clear), CR4 = OSFXSR|OSXMMEXCPT|OSXSAVE; the IVT
+// is empty (exceptions stop the run as in the other modes).
 #pragma once
 
 #include <cstdint>
@@ -48,6 +55,7 @@ public:
     static constexpr uint64_t kCodeBase = 0x100000;
     static constexpr uint64_t kStackTop = 0x400000;
     static constexpr uint64_t kSmallPagesEnd = 0x400000;  // 4 KiB pages below this address
+    static constexpr uint64_t kCodeBase16 = 0x10000;       // real mode (set_bits(16)): CS = 0x1000
 
     explicit SnippetEnv(size_t ram_size = 64ull << 20);
 
@@ -60,6 +68,11 @@ public:
     bool load_code(const std::vector<uint8_t>& code);
     // Reset the CPU to the entry state above (keeps RAM contents).
     void reset_cpu();
+    // Choose the entry mode: 64 (default), 32 or 16 (see the file comment); resets the CPU.
+    void set_bits(unsigned bits);
+    unsigned bits() const { return bits_; }
+    // Where load_code puts the code in the current mode.
+    uint64_t code_base() const { return bits_ == 16 ? kCodeBase16 : kCodeBase; }
 
     cpu::StopReason run(uint64_t max_instructions) { return cpu_->run(max_instructions); }
     cpu::Cpu& cpu() { return *cpu_; }
@@ -68,6 +81,7 @@ public:
 private:
     FlatBus bus_;
     std::unique_ptr<cpu::Cpu> cpu_;
+    unsigned bits_ = 64;
 };
 
 }  // namespace m86::machine

@@ -129,12 +129,16 @@ std::string state_diff(const CpuState& a, const CpuState& b) {
 }
 
 constexpr const char* kUsage =
-    "usage: micro86 snippet FILE [--reg NAME=VALUE]... [--json] [--trace] [--max-insns N]\n"
+    "usage: micro86 snippet FILE [--bits 16|32|64] [--reg NAME=VALUE]... [--json] [--trace] [--max-insns N]\n"
     "\n"
     "Runs raw x86-64 machine code from FILE in a flat 64-bit environment and prints the final state.\n"
     "The code is loaded at 0x100000 and runs at CPL 0 with identity-mapped paging over 64 MiB of RAM,\n"
     "RSP = 0x400000, until HLT, an exception, or the instruction limit (default 10000000).\n"
     "\n"
+    "  --bits 32         flat 32-bit protected mode instead (paging off, CS/DS/SS base 0, 4 GiB limits;\n"
+    "                    code at 0x100000, ESP = 0x400000)\n"
+    "  --bits 16         real-address mode instead (code at 0x10000 as CS:IP = 1000:0000, other\n"
+    "                    segments 0, SP = 0xFFF0)\n"
     "  --reg NAME=VALUE  initial value of rax..r15, rip, rflags, xmm0..xmm15, mxcsr, fcw or fsw\n"
     "                    (numbers in C syntax: 0x1f, 31, 037; xmm values as up to 32 hex digits)\n"
     "  --json            print one JSON object with every register as a hex string\n"
@@ -147,6 +151,7 @@ int snippet_main(const std::vector<std::string>& args) {
     std::string file;
     std::vector<std::string> regs;
     bool json = false, trace = false;
+    unsigned bits = 64;
     uint64_t max_insns = 10'000'000;
     for (size_t k = 0; k < args.size(); k++) {
         const std::string& a = args[k];
@@ -163,6 +168,14 @@ int snippet_main(const std::vector<std::string>& args) {
             regs.push_back(*v);
         } else if (a.rfind("--reg=", 0) == 0) {
             regs.push_back(a.substr(6));
+        } else if (a == "--bits") {
+            const std::string* v = value("--bits");
+            if (!v) return 2;
+            if (*v != "16" && *v != "32" && *v != "64") {
+                fmt::print(stderr, "micro86 snippet: --bits: expected 16, 32 or 64, got '{}'\n", *v);
+                return 2;
+            }
+            bits = unsigned(std::stoul(*v));
         } else if (a == "--json") {
             json = true;
         } else if (a == "--trace") {
@@ -204,9 +217,15 @@ int snippet_main(const std::vector<std::string>& args) {
         return 1;
     }
     SnippetEnv env;
+    env.set_bits(bits);
     if (code.size() > SnippetEnv::kStackTop - SnippetEnv::kCodeBase - 0x10000) {
         fmt::print(stderr, "micro86 snippet: '{}' is too large ({} bytes; at most {})\n", file, code.size(),
                    SnippetEnv::kStackTop - SnippetEnv::kCodeBase - 0x10000);
+        return 1;
+    }
+    if (bits == 16 && code.size() > 0x10000) {
+        fmt::print(stderr, "micro86 snippet: '{}' is too large for --bits 16 ({} bytes; at most 65536)\n", file,
+                   code.size());
         return 1;
     }
     env.load_code(code);
@@ -228,7 +247,8 @@ int snippet_main(const std::vector<std::string>& args) {
             CpuState before = s;
             uint8_t bytes[15] = {};
             uint64_t rip = s.rip;
-            for (int b = 0; b < 15; b++) env.peek(rip + b, &bytes[b], 1);
+            uint64_t at = bits == 64 ? rip : uint32_t(s.seg[CS].base + rip);
+            for (int b = 0; b < 15; b++) env.peek(at + b, &bytes[b], 1);
             std::string text = disassemble(bytes, 15, env.cpu().mode(), rip);
             why = env.run(1);
             fmt::print("{:016x}  {:<40}{}\n", rip, text, why == StopReason::Exception ? "  (faulted)" : state_diff(before, s));
