@@ -405,6 +405,42 @@ TEST_CASE("string: 16-bit address size wraps SI/DI/CX inside 64 KiB (compatibili
     CHECK(after[es + 0x0000] == before[0x0001]);
 }
 
+TEST_CASE("string: REP STOS/MOVS stop with #GP at the segment limit, elements below it done") {
+    // Compatibility mode: ES limit 0x1fff (byte-granular, expand-up). The elements wholly below the
+    // limit are stored, the first one reaching past it faults (SDM Vol. 3, 5.3), with RCX/RDI
+    // showing exactly the completed ones.
+    for (bool movs : {false, true}) {
+        SnippetEnv env;
+        std::vector<uint8_t> zero(0x3000, 0);
+        env.poke(kArea, zero.data(), zero.size());
+        std::vector<uint8_t> src(0x3000, 0x5a);
+        env.poke(kArea + 0x8000, src.data(), src.size());
+        env.load_code(with_hlt(movs ? std::vector<uint8_t>{0xf3, 0xa5} : std::vector<uint8_t>{0xf3, 0xab}));
+        Cpu& c = env.cpu();
+        c.s.seg[CS].attr = 0xc09b;  // 32-bit code segment in IA-32e mode
+        c.s.seg[ES].base = kArea;
+        c.s.seg[ES].limit = 0x1fff;
+        c.s.seg[DS].base = kArea + 0x8000;
+        c.update_mode();
+        REQUIRE(c.mode() == Mode::Compat32);
+        c.s.gpr[RDI] = 0x1002;  // dword elements at 0x1002 + 4k: the one at 0x1ffe straddles the limit
+        c.s.gpr[RSI] = 0;
+        c.s.gpr[RCX] = 0x1000;
+        c.s.gpr[RAX] = 0x11223344;
+        CAPTURE(movs);
+        REQUIRE(env.run(10) == StopReason::Exception);
+        CHECK(c.last_fault.vector == kGP);
+        uint64_t done = (0x1ffe - 0x1002) / 4;  // elements wholly inside [0, 0x1fff]
+        CHECK(c.s.gpr[RDI] == 0x1002 + done * 4);
+        CHECK(c.s.gpr[RCX] == 0x1000 - done);
+        CHECK(c.s.rip == SnippetEnv::kCodeBase);
+        auto mem = peek(env, kArea, 0x3000);
+        CHECK(mem[0x1ffd] != 0);  // last byte of the last completed element
+        CHECK(mem[0x1ffe] == 0);  // nothing of the faulting element
+        CHECK(mem[0x1fff] == 0);
+    }
+}
+
 TEST_CASE("string: FS override on the source, ES fixed for the destination (64-bit mode)") {
     SnippetEnv env;
     fill_pattern(env, kArea, 0x2000, 5);

@@ -41,9 +41,21 @@ template <int A> inline void set_areg(Cpu& c, unsigned r, uint64_t v) { c.set_re
 // +W or -W by DF, as a 64-bit two's-complement step (masked to A bits when written back).
 template <int W> inline uint64_t step(const Cpu& c) { return (c.s.rflags & fl::DF) ? uint64_t(-W) : uint64_t(W); }
 
-// Destination segment, stored in Insn::aux by the selector: ES, or kSegFlat in 64-bit mode.
-inline uint64_t dst_lin(const Cpu& c, const Insn& i, uint64_t di) { return lin_of(c, uint8_t(i.aux), di); }
-inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) { return lin_of(c, i.seg, si); }
+// Linear address of a W-byte element at seg:off. Outside 64-bit mode the whole element must lie
+// within the segment limit (SDM Vol. 3, 5.3); lin_of checks the first byte, this adds the last.
+template <int W> inline uint64_t elem_lin(const Cpu& c, uint8_t seg, uint64_t off) {
+    uint64_t a = lin_of(c, seg, off);
+    if constexpr (W > 1) {
+        if (c.mode() != Mode::Long64 && off + (W - 1) > c.seg_hi[seg]) [[unlikely]]
+            const_cast<Cpu&>(c).raise_seg_fault(seg);
+    }
+    return a;
+}
+// The destination segment is in Insn::aux (set by the selector): ES, or kSegFlat in 64-bit mode.
+template <int W> inline uint64_t dst_lin(const Cpu& c, const Insn& i, uint64_t di) {
+    return elem_lin<W>(c, uint8_t(i.aux), di);
+}
+template <int W> inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) { return elem_lin<W>(c, i.seg, si); }
 
 // ---- one iteration of each operation -------------------------------------------------------------
 // Each reads its operands first and commits (memory write last among the faulting accesses,
@@ -51,21 +63,21 @@ inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) { return lin_o
 
 template <int W, int A> inline void movs1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
-    U<W> v = read<U<W>>(c, src_lin(c, i, si));
-    write<U<W>>(c, dst_lin(c, i, di), v);
+    U<W> v = read<U<W>>(c, src_lin<W>(c, i, si));
+    write<U<W>>(c, dst_lin<W>(c, i, di), v);
     set_areg<A>(c, RSI, si + d);
     set_areg<A>(c, RDI, di + d);
 }
 
 template <int W, int A> inline void stos1(Cpu& c, const Insn& i) {
     uint64_t di = areg<A>(c, RDI);
-    write<U<W>>(c, dst_lin(c, i, di), c.get_reg<W>(RAX));
+    write<U<W>>(c, dst_lin<W>(c, i, di), c.get_reg<W>(RAX));
     set_areg<A>(c, RDI, di + step<W>(c));
 }
 
 template <int W, int A> inline void lods1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI);
-    U<W> v = read<U<W>>(c, src_lin(c, i, si));
+    U<W> v = read<U<W>>(c, src_lin<W>(c, i, si));
     c.set_reg<W>(RAX, v);  // LODSD zero-extends into RAX like any 32-bit register write
     set_areg<A>(c, RSI, si + step<W>(c));
 }
@@ -73,8 +85,8 @@ template <int W, int A> inline void lods1(Cpu& c, const Insn& i) {
 // CMPS: flags as CMP [rSI], [rDI] (source minus destination; SDM Vol. 2, "CMPS"). Returns ZF.
 template <int W, int A> inline bool cmps1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
-    U<W> a = read<U<W>>(c, src_lin(c, i, si));
-    U<W> b = read<U<W>>(c, dst_lin(c, i, di));
+    U<W> a = read<U<W>>(c, src_lin<W>(c, i, si));
+    U<W> b = read<U<W>>(c, dst_lin<W>(c, i, di));
     U<W> r = U<W>(a - b);
     c.set_lazy(FlagOp::Sub, W, r, a, b);
     set_areg<A>(c, RSI, si + d);
@@ -86,7 +98,7 @@ template <int W, int A> inline bool cmps1(Cpu& c, const Insn& i) {
 template <int W, int A> inline bool scas1(Cpu& c, const Insn& i) {
     uint64_t di = areg<A>(c, RDI);
     U<W> a = c.get_reg<W>(RAX);
-    U<W> b = read<U<W>>(c, dst_lin(c, i, di));
+    U<W> b = read<U<W>>(c, dst_lin<W>(c, i, di));
     U<W> r = U<W>(a - b);
     c.set_lazy(FlagOp::Sub, W, r, a, b);
     set_areg<A>(c, RDI, di + step<W>(c));
@@ -116,12 +128,24 @@ template <int W, int A, bool Down> inline uint64_t run_len(uint64_t off, uint64_
     return std::min(k, n);
 }
 
+// Outside 64-bit mode a run must also stay within the segment limits (SDM Vol. 3, 5.3): cut it to
+// the elements wholly inside [seg_lo, seg_hi] (Cpu, kept by update_mode), starting with the one at
+// `off`. 0 when that first element is not inside: the element-wise path then raises the fault.
+template <int W, bool Down> inline uint64_t seg_room(const Cpu& c, uint8_t seg, uint64_t off, uint64_t k) {
+    if (c.mode() == Mode::Long64) [[likely]]
+        return k;
+    uint64_t lo = c.seg_lo[seg], hi = c.seg_hi[seg];
+    if (off < lo || off > hi || hi - off < W - 1) return 0;
+    return std::min(k, Down ? (off - lo) / W + 1 : (hi - off + 1) / W);
+}
+
 // REP MOVS: copy the next run of elements that lies within one source page and one destination
 // page. Returns the number of elements done (0: take the element-wise path once).
 template <int W, int A, bool Down> uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI);
-    uint64_t sl = src_lin(c, i, si), dl = dst_lin(c, i, di);
+    uint64_t sl = src_lin<W>(c, i, si), dl = dst_lin<W>(c, i, di);
     uint64_t k = std::min(run_len<W, A, Down>(si, sl, n), run_len<W, A, Down>(di, dl, n));
+    k = seg_room<W, Down>(c, i.seg, si, seg_room<W, Down>(c, uint8_t(i.aux), di, k));
     if (k < 2) return 0;
     uint64_t back = Down ? (k - 1) * W : 0;  // from the first element to the lowest one
     // Translate at the first element (a #PF must report its address in CR2), source before
@@ -163,8 +187,8 @@ template <int W, int A, bool Down> uint64_t movs_run(Cpu& c, const Insn& i, uint
 
 // REP STOS: fill the next run of elements within one destination page.
 template <int W, int A, bool Down> uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
-    uint64_t di = areg<A>(c, RDI), dl = dst_lin(c, i, di);
-    uint64_t k = run_len<W, A, Down>(di, dl, n);
+    uint64_t di = areg<A>(c, RDI), dl = dst_lin<W>(c, i, di);
+    uint64_t k = seg_room<W, Down>(c, uint8_t(i.aux), di, run_len<W, A, Down>(di, dl, n));
     if (k < 2) return 0;
     uint64_t back = Down ? (k - 1) * W : 0;
     uint8_t* d = c.host_ptr(dl, Access::Write);  // at the first element: CR2 on a #PF
@@ -278,7 +302,7 @@ template <Op O> Handler select_string(const DecodeCtx& d) {
     if (d.zi.opcode_map != ZYDIS_OPCODE_MAP_DEFAULT || d.zi.opcode < 0xa4 || d.zi.opcode > 0xaf) return nullptr;
     Insn& i = d.insn;
     i.seg = source_seg(d);
-    i.aux = d.mode == Mode::Long64 ? kSegFlat : ES;
+    i.aux = d.mode == Mode::Long64 ? kSegFlat : uint8_t(ES);
     unsigned w = i.osz, a = i.asz;
     if constexpr (O == Op::Cmps || O == Op::Scas) {
         if (i.has(pfx::kRepne)) return by_width<O, Rep::RepNE>(w, a);
