@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -708,4 +709,94 @@ TEST_CASE("softfloat f80 conversions match host FLD/FST/FIST/FISTTP/FBLD/FBSTP")
         }
     }
     CHECK(fails == 0);
+}
+
+// ---- x87 transcendentals against the host x87 -------------------------------------------------------
+
+namespace {
+HOST_X87(hx_fsin, "fsin")
+HOST_X87(hx_fcos, "fcos")
+HOST_X87(hx_fptan, "fptan")
+HOST_X87(hx_fsincos, "fsincos")
+HOST_X87(hx_fpatan, "fpatan")
+HOST_X87(hx_f2xm1, "f2xm1")
+HOST_X87(hx_fyl2x, "fyl2x")
+HOST_X87(hx_fyl2xp1, "fyl2xp1")
+
+// Distance in units in the last place between two finite values of the same sign (else huge).
+uint64_t ulp_distance(F80 a, F80 b) {
+    if (a == b) return 0;
+    if ((a.se ^ b.se) & 0x8000) return ~0ull;
+    auto key = [](F80 v) { return (unsigned __int128)(v.se & 0x7fff) << 63 | (v.mant & ~(1ull << 63)); };
+    unsigned __int128 ka = key(a), kb = key(b);
+    unsigned __int128 d = ka > kb ? ka - kb : kb - ka;
+    return d > 1000000 ? ~0ull : uint64_t(d);
+}
+
+F80 rand_in(Rng& r, int lo, int hi, bool positive = false) {
+    uint16_t e = uint16_t(0x3fff + lo + int(r() % unsigned(hi - lo + 1)));
+    uint16_t s = positive ? 0 : uint16_t((r() & 1) << 15);
+    return F80{r() | (1ull << 63), uint16_t(s | e)};
+}
+}  // namespace
+
+TEST_CASE("softfloat f80 transcendentals stay within 1 ulp of the host x87") {
+    // The hardware is not correctly rounded for these, so bit-exactness is not expected (the
+    // differential tests use the same 1-ulp tolerance). Arguments stay inside each instruction's
+    // defined domain. The flags must match exactly (PE, UE, DE...), C1 is not compared.
+    struct Op {
+        const char* name;
+        std::function<X87Out(F80, F80)> host;
+        std::function<F80(F80, F80, Env&)> soft;
+        std::function<void(Rng&, F80&, F80&)> args;
+        bool second;  // result in host ST(1) (FPTAN: ST(0) is the pushed 1.0; FSINCOS: sin)
+    } ops[] = {
+        {"fsin", [](F80 a, F80 b) { return hx_fsin(a, b, 0x37f); },
+         [](F80 a, F80, Env& e) { F80 r; sf::f80_sincos(a, &r, nullptr, e); return r; },
+         [](Rng& r, F80& a, F80&) { a = rand_in(r, -70, 62); }, false},
+        {"fcos", [](F80 a, F80 b) { return hx_fcos(a, b, 0x37f); },
+         [](F80 a, F80, Env& e) { F80 r; sf::f80_sincos(a, nullptr, &r, e); return r; },
+         [](Rng& r, F80& a, F80&) { a = rand_in(r, -70, 62); }, false},
+        {"fsincos (sin)", [](F80 a, F80 b) { return hx_fsincos(a, b, 0x37f); },
+         [](F80 a, F80, Env& e) { F80 s, c; sf::f80_sincos(a, &s, &c, e); return s; },
+         [](Rng& r, F80& a, F80&) { a = rand_in(r, -20, 20); }, true},
+        {"fptan", [](F80 a, F80 b) { return hx_fptan(a, b, 0x37f); },
+         [](F80 a, F80, Env& e) { F80 r; sf::f80_tan(a, &r, e); return r; },
+         [](Rng& r, F80& a, F80&) { a = rand_in(r, -70, 62); }, true},
+        {"fpatan", [](F80 a, F80 b) { return hx_fpatan(a, b, 0x37f); },
+         [](F80 a, F80 b, Env& e) { return sf::f80_atan(a, b, e); },
+         [](Rng& r, F80& a, F80& b) { a = rand_in(r, -40, 40); b = rand_in(r, -40, 40); }, false},
+        {"f2xm1", [](F80 a, F80 b) { return hx_f2xm1(a, b, 0x37f); },
+         [](F80 a, F80, Env& e) { return sf::f80_2xm1(a, e); },
+         [](Rng& r, F80& a, F80&) { a = rand_in(r, -80, -1); }, false},
+        {"fyl2x", [](F80 a, F80 b) { return hx_fyl2x(a, b, 0x37f); },
+         [](F80 a, F80 b, Env& e) { return sf::f80_yl2x(a, b, e); },
+         [](Rng& r, F80& a, F80& b) { a = rand_in(r, -300, 300, true); b = rand_in(r, -30, 30); }, false},
+        {"fyl2xp1", [](F80 a, F80 b) { return hx_fyl2xp1(a, b, 0x37f); },
+         [](F80 a, F80 b, Env& e) { return sf::f80_yl2xp1(a, b, e); },
+         [](Rng& r, F80& a, F80& b) { a = rand_in(r, -70, -3); b = rand_in(r, -30, 30); }, false},
+    };
+    for (const Op& op : ops) {
+        Rng rng(0x5eed00c0 + std::hash<std::string>{}(op.name));
+        uint64_t worst = 0;
+        int exact = 0, fails = 0;
+        const int n = 5000;
+        F80 worst_a{};
+        for (int i = 0; i < n; i++) {
+            F80 a, b{};
+            op.args(rng, a, b);
+            X87Out h = op.host(a, b);
+            Env e;
+            F80 s = op.soft(a, b, e);
+            F80 hr = op.second ? h.r2 : h.r;
+            uint64_t d = ulp_distance(s, hr);
+            exact += d == 0;
+            if (d > worst) worst = d, worst_a = a;
+            if ((d > 1 || e.flags != (h.sw & 0x3f)) && fails++ < 5)
+                FAIL_CHECK(fmt::format("{} a={} b={}: soft {} flags {:#x}, host {} flags {:#x}", op.name, f80s(a),
+                                       f80s(b), f80s(s), e.flags, f80s(hr), h.sw & 0x3f));
+        }
+        MESSAGE(fmt::format("{}: {} of {} bit-exact, worst {} ulp (at {})", op.name, exact, n, worst, f80s(worst_a)));
+        CHECK(fails == 0);
+    }
 }

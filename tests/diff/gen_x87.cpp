@@ -458,7 +458,7 @@ void forms_x87(std::vector<Form>& forms) {
     // instruction's C1 visible at the #MF). Inputs are kept inside each instruction's defined
     // domain (the SDM leaves F2XM1 outside [-1, 1] and FYL2XP1 outside |x| < 1 - sqrt(2)/2
     // undefined) most of the time.
-    constexpr unsigned kTransUlps = 2;
+    constexpr unsigned kTransUlps = 1;
     auto trans = [&](const std::string& name, int need, bool pushes, unsigned reg, unsigned rm,
                      std::function<void(Picker&, F80&, F80&)> shape) {
         Setup s{need, pushes, true, true};
