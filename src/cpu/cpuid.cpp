@@ -140,11 +140,17 @@ Regs basic(const Cpu& c, uint32_t leaf, uint32_t sub) {
     return r;
 }
 
-Regs extended(uint32_t leaf) {
+Regs extended(const Cpu& c, uint32_t leaf) {
     Regs r;
     switch (leaf) {
         case 0x80000000: r.eax = kMaxExtLeaf; break;
-        case 0x80000001: r = features(leaf, 0); break;
+        case 0x80000001:
+            r = features(leaf, 0);
+            // SYSCALL/SYSRET exist only in 64-bit mode on Intel (ops/system.cpp raises #UD
+            // elsewhere), and Intel processors enumerate the flag only when CPUID itself runs in
+            // 64-bit mode (SDM Vol. 2, CPUID, leaf 80000001H EDX[11] and its note).
+            if (c.mode() != Mode::Long64) r.edx &= ~(1u << 11);
+            break;
         case 0x80000002:
         case 0x80000003:
         case 0x80000004: {
@@ -189,7 +195,7 @@ Regs hypervisor(uint32_t leaf) {
 
 Regs query(const Cpu& c, uint32_t leaf, uint32_t subleaf) {
     if (leaf <= kMaxBasicLeaf) return basic(c, leaf, subleaf);
-    if (leaf >= 0x80000000 && leaf <= kMaxExtLeaf) return extended(leaf);
+    if (leaf >= 0x80000000 && leaf <= kMaxExtLeaf) return extended(c, leaf);
     if (kAdvertiseHypervisor && leaf >= kHypervisorBase && leaf <= 0x4fffffff)
         return leaf <= kMaxHypervisorLeaf ? hypervisor(leaf) : Regs{};
     return basic(c, kMaxBasicLeaf, subleaf);  // out of range: the highest basic leaf (Intel)

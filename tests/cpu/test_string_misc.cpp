@@ -566,7 +566,14 @@ TEST_CASE("cpuid: feature bits are exactly the table, OSXSAVE mirrors CR4") {
         uint32_t v = f.reg == cpuid::kEax ? r.eax : f.reg == cpuid::kEbx ? r.ebx : f.reg == cpuid::kEcx ? r.ecx : r.edx;
         CHECK(bool(v & (1u << f.bit)) == f.on);
     }
-    // Dynamic bits.
+    // Dynamic bits. SYSCALL (0x80000001 EDX[11]) only in 64-bit mode, as on Intel.
+    CHECK((run_cpuid(c, 0x80000001).edx & (1u << 11)) != 0);
+    c.s.seg[CS].attr = 0xc09b;  // compatibility mode
+    c.update_mode();
+    CHECK((run_cpuid(c, 0x80000001).edx & (1u << 11)) == 0);
+    CHECK((run_cpuid(c, 0x80000001).edx & (1u << 29)) != 0);  // LM stays
+    c.s.seg[CS].attr = 0xa09b;
+    c.update_mode();
     c.s.cr4 |= cr4::OSXSAVE;
     CHECK((run_cpuid(c, 1).ecx & (1u << 27)) != 0);
     c.s.cr4 &= ~cr4::OSXSAVE;
