@@ -25,7 +25,7 @@ struct Cache {
     uint8_t level, type;  // type: 1 data, 2 instruction, 3 unified
     uint16_t ways;
     uint32_t sets;
-    bool shared;          // shared by the whole package (else per core)
+    bool shared;  // shared by the whole package (else per core)
 };
 constexpr unsigned kLine = 64;
 constexpr Cache kCaches[] = {
@@ -76,8 +76,8 @@ Regs basic(const Cpu& c, uint32_t leaf, uint32_t sub) {
             // EBX: brand index 0, CLFLUSH line size in 8-byte units, addressable logical processor
             // IDs in the package, initial APIC ID.
             r.ebx = (kLine / 8) << 8 | (1u << cb) << 16 | (c.apic_id & 0xff) << 24;
-            if (n > 1) r.edx |= 1u << 28;                          // HTT: several logical CPUs
-            if (c.s.cr4 & cr4::OSXSAVE) r.ecx |= 1u << 27;        // OSXSAVE
+            if (n > 1) r.edx |= 1u << 28;                   // HTT: several logical CPUs
+            if (c.s.cr4 & cr4::OSXSAVE) r.ecx |= 1u << 27;  // OSXSAVE
             if (kHaveLocalApic && (c.s.apic_base & (1u << 11))) r.edx |= 1u << 9;  // APIC
             break;
         case 2:
@@ -126,9 +126,9 @@ Regs basic(const Cpu& c, uint32_t leaf, uint32_t sub) {
             // Subleaf 1: no XSAVEOPT/XSAVEC/XGETBV1/XSAVES. Subleaves >= 2: no such components.
             break;
         case 0x15:
-            r.eax = 1;                                  // TSC / crystal = EBX / EAX
+            r.eax = 1;  // TSC / crystal = EBX / EAX
             r.ebx = uint32_t(kTscHz / kCrystalHz);
-            r.ecx = uint32_t(kCrystalHz);               // crystal frequency in Hz
+            r.ecx = uint32_t(kCrystalHz);  // crystal frequency in Hz
             break;
         case 0x16:
             r.eax = uint32_t(kTscHz / 1'000'000);  // base frequency, MHz

@@ -22,9 +22,10 @@
 // "known frequency" (no calibration) and also uses as the local-APIC timer's input clock
 // (lapic_timer_period = crystal / HZ, no APIC calibration either): THE BOARD'S LAPIC TIMER MUST
 // COUNT AT kCrystalHz (before its divide configuration). Both are 1 GHz, QEMU's APIC bus frequency
-// and the default of the LAPIC model (devices/lapic.h); the crystal ratio is then 1/1. Leaf 0x16 gives the nominal core frequency, and the hypervisor leaf
-// 0x40000010 (the convention VMware started: EAX = TSC kHz, EBX = APIC bus kHz) says the same for
-// guests that look there. The TSC is invariant (leaf 0x80000007 EDX[8]).
+// and the default of the LAPIC model (devices/lapic.h); the crystal ratio is then 1/1. Leaf 0x16
+// gives the nominal core frequency, and the hypervisor leaf 0x40000010 (the convention VMware
+// started: EAX = TSC kHz, EBX = APIC bus kHz) says the same for guests that look there. The TSC is
+// invariant (leaf 0x80000007 EDX[8]).
 //
 // Leaves that are not implemented: a leaf at or below the maximum of its range returns zeros; a
 // leaf above the maximum basic or extended leaf returns the data of the highest basic leaf, as
@@ -43,13 +44,13 @@ class Cpu;
 namespace cpuid {
 
 // ---- identity ------------------------------------------------------------------------------------
-inline constexpr char kVendor[] = "GenuineIntel";  // EBX, EDX, ECX of leaf 0
-inline constexpr uint32_t kSignature = 0x00a00f11;  // leaf 1 EAX (see the file comment)
+inline constexpr char kVendor[] = "GenuineIntel";                  // EBX, EDX, ECX of leaf 0
+inline constexpr uint32_t kSignature = 0x00a00f11;                 // leaf 1 EAX (see the file comment)
 inline constexpr char kBrand[] = "micro86 virtual CPU @ 1.00GHz";  // leaves 0x80000002..4
-inline constexpr char kHypervisorId[] = "micro86\0\0\0\0\0";        // leaf 0x40000000 EBX ECX EDX
+inline constexpr char kHypervisorId[] = "micro86\0\0\0\0\0";       // leaf 0x40000000 EBX ECX EDX
 
 // ---- time ----------------------------------------------------------------------------------------
-inline constexpr uint64_t kTscHz = 1'000'000'000;  // TSC rate; leaf 0x15/0x16/0x40000010
+inline constexpr uint64_t kTscHz = 1'000'000'000;      // TSC rate; leaf 0x15/0x16/0x40000010
 inline constexpr uint64_t kCrystalHz = 1'000'000'000;  // core crystal = local-APIC timer input clock
 static_assert(kTscHz % kCrystalHz == 0, "leaf 0x15 states the TSC as an integer crystal ratio");
 
@@ -64,7 +65,7 @@ inline constexpr unsigned kLinearAddrBits = 48;  // 57 once LA57 is advertised
 inline constexpr uint64_t kXcr0Supported = 0x3;
 inline constexpr uint32_t kXsaveAreaSize = 512 + 64;  // legacy region + XSAVE header
 
-// ---- IA32_ARCH_CAPABILITIES value ------------------------------------------------------------
+// ---- IA32_ARCH_CAPABILITIES value ----------------------------------------------------------------
 // An interpreter executes nothing speculatively: no load returns data it was not allowed to read,
 // no buffer or predictor state is shared with the host's privileged code as guest-visible state. So
 // every "not susceptible" bit holds (bit numbers: SDM Vol. 4, Table 2-2, IA32_ARCH_CAPABILITIES):
@@ -80,22 +81,22 @@ inline constexpr uint32_t kMaxExtLeaf = 0x80000008;
 inline constexpr uint32_t kHypervisorBase = 0x40000000, kMaxHypervisorLeaf = 0x40000010;
 
 // ---- switches for features that depend on work outside the instruction set ----------------------
-inline constexpr bool kHaveMmx = true;            // MMX forms (ops/sse_int.cpp)
-inline constexpr bool kHaveLocalApic = true;      // board: xAPIC at IA32_APIC_BASE (EDX.APIC)
-inline constexpr bool kHaveX2apic = true;         // board: x2APIC MSRs 0x800..0x8ff
-inline constexpr bool kHaveTscDeadline = true;    // board: IA32_TSC_DEADLINE timer mode
-inline constexpr bool kHaveArat = true;           // board: APIC timer keeps running in deep C-states
-inline constexpr bool kHaveSysenter = false;      // system: SYSENTER/SYSEXIT and their MSRs
-inline constexpr bool kHaveMtrr = false;          // system: MTRRcap/MTRR MSRs
-inline constexpr bool kHaveFsgsbase = false;      // system: RD/WRFSBASE, RD/WRGSBASE, CR4.FSGSBASE
-inline constexpr bool kHaveSmep = false;          // system: CR4.SMEP in the page walker
-inline constexpr bool kHaveSmap = false;          // system: CR4.SMAP, STAC/CLAC
-inline constexpr bool kHaveUmip = false;          // system: CR4.UMIP
-inline constexpr bool kHaveLa57 = false;          // system: 5-level paging
-inline constexpr bool kHavePcid = false;          // system: CR4.PCIDE, PCIDs in CR3 (leaf 1 ECX.PCID)
-inline constexpr bool kHaveInvpcid = false;       // system: INVPCID
-// IA32_ARCH_CAPABILITIES (MSR 0x10A, leaf 7 EDX[29]) with kArchCapabilities below. Needs the MSR in
-// ops/crmsr.cpp. Worth having: without it Linux assumes every speculative-execution bug of an
+inline constexpr bool kHaveMmx = true;          // MMX forms (ops/sse_int.cpp)
+inline constexpr bool kHaveLocalApic = true;    // board: xAPIC at IA32_APIC_BASE (EDX.APIC)
+inline constexpr bool kHaveX2apic = true;       // board: x2APIC MSRs 0x800..0x8ff
+inline constexpr bool kHaveTscDeadline = true;  // board: IA32_TSC_DEADLINE timer mode
+inline constexpr bool kHaveArat = true;         // board: APIC timer keeps running in deep C-states
+inline constexpr bool kHaveSysenter = false;    // system: SYSENTER/SYSEXIT and their MSRs
+inline constexpr bool kHaveMtrr = false;        // system: MTRRcap/MTRR MSRs
+inline constexpr bool kHaveFsgsbase = false;    // system: RD/WRFSBASE, RD/WRGSBASE, CR4.FSGSBASE
+inline constexpr bool kHaveSmep = false;        // system: CR4.SMEP in the page walker
+inline constexpr bool kHaveSmap = false;        // system: CR4.SMAP, STAC/CLAC
+inline constexpr bool kHaveUmip = false;        // system: CR4.UMIP
+inline constexpr bool kHaveLa57 = false;        // system: 5-level paging
+inline constexpr bool kHavePcid = false;        // system: CR4.PCIDE, PCIDs in CR3 (leaf 1 ECX.PCID)
+inline constexpr bool kHaveInvpcid = false;     // system: INVPCID
+// IA32_ARCH_CAPABILITIES (MSR 0x10A, leaf 7 EDX[29]) reading kArchCapabilities (above). Needs the
+// MSR in ops/crmsr.cpp. Worth having: without it Linux assumes every speculative-execution bug of an
 // unknown Intel CPU and turns on page-table isolation (a CR3 write, hence a full software-TLB flush,
 // on every kernel entry and exit).
 inline constexpr bool kHaveArchCapabilities = false;
@@ -127,7 +128,7 @@ inline constexpr Feature kFeatures[] = {
     {"fpu", 1, 0, kEdx, 0, true, Kind::Insn},
     {"pse", 1, 0, kEdx, 3, true, Kind::System},  // 4 MiB pages, CR4.PSE (issue #3 paging)
     {"tsc", 1, 0, kEdx, 4, true, Kind::Insn},
-    {"msr", 1, 0, kEdx, 5, true, Kind::Insn},   // RDMSR/WRMSR (ops/system.cpp)
+    {"msr", 1, 0, kEdx, 5, true, Kind::Insn},    // RDMSR/WRMSR (ops/system.cpp)
     {"pae", 1, 0, kEdx, 6, true, Kind::System},  // implied by long mode
     {"cx8", 1, 0, kEdx, 8, true, Kind::Insn},
     {"sep", 1, 0, kEdx, 11, kHaveSysenter, Kind::Insn},
@@ -174,7 +175,7 @@ inline constexpr Feature kFeatures[] = {
     {"arch_capabilities", 7, 0, kEdx, 29, kHaveArchCapabilities, Kind::System},
     // leaf 0x80000001 ECX
     {"lahf_lm", 0x80000001, 0, kEcx, 0, true, Kind::Insn},
-    {"abm", 0x80000001, 0, kEcx, 5, true, Kind::Insn},  // LZCNT
+    {"abm", 0x80000001, 0, kEcx, 5, true, Kind::Insn},            // LZCNT
     {"3dnowprefetch", 0x80000001, 0, kEcx, 8, true, Kind::Insn},  // PREFETCHW
     // leaf 0x80000001 EDX
     {"syscall", 0x80000001, 0, kEdx, 11, true, Kind::Insn},

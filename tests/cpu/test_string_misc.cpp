@@ -52,7 +52,7 @@ std::vector<uint8_t> with_hlt(std::vector<uint8_t> b) {
     return b;
 }
 
-constexpr uint64_t kArea = 0x200000;       // 4 KiB-paged RAM in SnippetEnv (below 4 MiB)
+constexpr uint64_t kArea = 0x200000;  // 4 KiB-paged RAM in SnippetEnv (below 4 MiB)
 constexpr uint64_t kAreaSize = 0x20000;
 
 void fill_pattern(SnippetEnv& env, uint64_t addr, size_t n, uint32_t seed) {
@@ -73,7 +73,8 @@ std::vector<uint8_t> peek(SnippetEnv& env, uint64_t addr, size_t n) {
 
 // The SDM's MOVS operation, element by element (Vol. 2, "MOVS": DEST <- SRC; then both indexes
 // step by W), on a byte image of [base, base + mem.size()).
-void model_movs(std::vector<uint8_t>& mem, uint64_t base, uint64_t si, uint64_t di, uint64_t n, int w, bool df) {
+void model_movs(std::vector<uint8_t>& mem, uint64_t base, uint64_t si, uint64_t di, uint64_t n, int w,
+                bool df) {
     for (uint64_t k = 0; k < n; k++) {
         uint8_t tmp[8];
         std::memcpy(tmp, &mem[si - base], w);
@@ -93,8 +94,10 @@ TEST_CASE("string: REP MOVS bulk path matches the element-wise definition on ove
     for (int w : {1, 2, 4, 8}) {
         for (bool df : {false, true}) {
             // distance = dst - src in bytes: overlapping both ways, closer than an element, equal.
-            for (int64_t dist : {-4099, -4096, -17, -8, -5, -1, 0, 1, 3, 5, 7, 8, 9, 16, 63, 100, 4095, 4096, 9000}) {
-                for (uint64_t count : {uint64_t(1), uint64_t(2), uint64_t(37), uint64_t(1000), uint64_t(2500)}) {
+            for (int64_t dist :
+                 {-4099, -4096, -17, -8, -5, -1, 0, 1, 3, 5, 7, 8, 9, 16, 63, 100, 4095, 4096, 9000}) {
+                for (uint64_t count :
+                     {uint64_t(1), uint64_t(2), uint64_t(37), uint64_t(1000), uint64_t(2500)}) {
                     uint64_t bytes = count * w;
                     // Source start: unaligned, in the middle of the area so both directions fit.
                     uint64_t src = kArea + 0x8000 + 3 + (dist & 5);
@@ -533,7 +536,8 @@ TEST_CASE("cpuid: leaf ranges, out-of-range leaves, signature, brand") {
     CHECK(cpuid::kMaxExtLeaf >= 0x80000008);  // we model 0x80000008 (address sizes)
     // Above the maxima: the highest basic leaf's data (Intel's documented behaviour).
     auto top = run_cpuid(c, cpuid::kMaxBasicLeaf);
-    for (uint32_t leaf : {cpuid::kMaxBasicLeaf + 1, 0x20u, cpuid::kMaxExtLeaf + 1, 0x8fffffffu, 0xc0000000u}) {
+    for (uint32_t leaf :
+         {cpuid::kMaxBasicLeaf + 1, 0x20u, cpuid::kMaxExtLeaf + 1, 0x8fffffffu, 0xc0000000u}) {
         auto r = run_cpuid(c, leaf);
         CAPTURE(leaf);
         CHECK(r.eax == top.eax);
@@ -563,7 +567,10 @@ TEST_CASE("cpuid: feature bits are exactly the table, OSXSAVE mirrors CR4") {
         CAPTURE(name);
         CHECK(seen.insert({f.leaf, f.subleaf, f.reg, f.bit}).second);  // no bit listed twice
         auto r = run_cpuid(c, f.leaf, f.subleaf);
-        uint32_t v = f.reg == cpuid::kEax ? r.eax : f.reg == cpuid::kEbx ? r.ebx : f.reg == cpuid::kEcx ? r.ecx : r.edx;
+        uint32_t v = f.reg == cpuid::kEax   ? r.eax
+                     : f.reg == cpuid::kEbx ? r.ebx
+                     : f.reg == cpuid::kEcx ? r.ecx
+                                            : r.edx;
         CHECK(bool(v & (1u << f.bit)) == f.on);
     }
     // Dynamic bits. SYSCALL (0x80000001 EDX[11]) only in 64-bit mode, as on Intel.
@@ -606,8 +613,8 @@ TEST_CASE("cpuid: XSAVE writes nothing beyond the area size leaf 0xD reports") {
     std::vector<uint8_t> fill(2048, 0xcc);
     env.poke(kArea, fill.data(), fill.size());
     // mov eax, -1; mov edx, -1; mov rcx, kArea; xsave [rcx]
-    env.load_code(with_hlt({0xb8, 0xff, 0xff, 0xff, 0xff, 0xba, 0xff, 0xff, 0xff, 0xff, 0x48, 0xc7, 0xc1,
-                            0x00, 0x00, 0x20, 0x00, 0x0f, 0xae, 0x21}));
+    env.load_code(with_hlt({0xb8, 0xff, 0xff, 0xff, 0xff, 0xba, 0xff, 0xff, 0xff, 0xff,
+                            0x48, 0xc7, 0xc1, 0x00, 0x00, 0x20, 0x00, 0x0f, 0xae, 0x21}));
     REQUIRE(env.run(10) == StopReason::Halt);
     auto mem = peek(env, kArea, 2048);
     size_t last = 0;
@@ -673,7 +680,8 @@ TEST_CASE("cpuid: topology leaves 1, 4, 0xB are self-consistent for 1..N CPUs") 
     for (unsigned k = 0; k < 4; k++) {
         auto r = run_cpuid(c, 4, k);
         if ((r.eax >> 5 & 7) != 2) continue;
-        uint32_t size = ((r.ebx >> 22) + 1) * ((r.ebx >> 12 & 0x3ff) + 1) * ((r.ebx & 0xfff) + 1) * (r.ecx + 1);
+        uint32_t size =
+            ((r.ebx >> 22) + 1) * ((r.ebx >> 12 & 0x3ff) + 1) * ((r.ebx & 0xfff) + 1) * (r.ecx + 1);
         auto e6 = run_cpuid(c, 0x80000006);
         CHECK((e6.ecx >> 16) * 1024 == size);
         CHECK((e6.ecx & 0xff) == 64);
@@ -708,32 +716,93 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
     using G = Xbyak::CodeGenerator;
     const uint64_t m = kArea;  // 64-byte aligned scratch memory (rax points here in the probes)
     std::map<std::string, Gen> probes = {
-        {"fpu", [](G& g) { g.fninit(); g.fld1(); g.fstp(g.st0); }},
+        {"fpu",
+         [](G& g) {
+             g.fninit();
+             g.fld1();
+             g.fstp(g.st0);
+         }},
         {"tsc", [](G& g) { g.rdtsc(); }},
-        {"msr", [](G& g) { g.mov(g.ecx, 0x277); g.rdmsr(); }},
+        {"msr",
+         [](G& g) {
+             g.mov(g.ecx, 0x277);
+             g.rdmsr();
+         }},
         {"cx8", [](G& g) { g.cmpxchg8b(g.ptr[g.rax]); }},
         {"sep", [](G& g) { g.sysenter(); }},
         {"cmov", [](G& g) { g.cmovz(g.eax, g.ecx); }},
         {"clflush", [](G& g) { g.clflush(g.ptr[g.rax]); }},
-        {"mmx", [](G& g) { g.paddb(g.mm0, g.mm1); g.emms(); }},
-        {"fxsr", [](G& g) { raw(g, {0x0f, 0xae, 0x00}); }},            // fxsave [rax]
+        {"mmx",
+         [](G& g) {
+             g.paddb(g.mm0, g.mm1);
+             g.emms();
+         }},
+        {"fxsr",
+         [](G& g) {
+             raw(g, {0x0f, 0xae, 0x00});
+         }},  // fxsave [rax]
         {"sse", [](G& g) { g.addps(g.xmm0, g.xmm1); }},
-        {"sse2", [](G& g) { g.paddq(g.xmm0, g.xmm1); g.addpd(g.xmm0, g.xmm1); }},
+        {"sse2",
+         [](G& g) {
+             g.paddq(g.xmm0, g.xmm1);
+             g.addpd(g.xmm0, g.xmm1);
+         }},
         {"cx16", [](G& g) { g.cmpxchg16b(g.ptr[g.rax]); }},
         {"movbe", [](G& g) { g.movbe(g.ecx, g.ptr[g.rax]); }},
         {"popcnt", [](G& g) { g.popcnt(g.eax, g.ecx); }},
-        {"xsave", [](G& g) { g.mov(g.rsi, g.rax); g.xor_(g.ecx, g.ecx); g.xgetbv(); raw(g, {0x0f, 0xae, 0x26}); }},
-        {"fsgsbase", [](G& g) { raw(g, {0xf3, 0x48, 0x0f, 0xae, 0xc0}); }},  // rdfsbase rax
+        {"xsave",
+         [](G& g) {
+             g.mov(g.rsi, g.rax);
+             g.xor_(g.ecx, g.ecx);
+             g.xgetbv();
+             raw(g, {0x0f, 0xae, 0x26});
+         }},
+        {"fsgsbase",
+         [](G& g) {
+             raw(g, {0xf3, 0x48, 0x0f, 0xae, 0xc0});
+         }},  // rdfsbase rax
         {"bmi1", [](G& g) { g.andn(g.eax, g.ecx, g.edx); }},
-        {"bmi2", [](G& g) { g.shlx(g.eax, g.ecx, g.edx); g.pdep(g.eax, g.ecx, g.edx); }},
-        {"erms", [](G& g) { g.mov(g.rdi, g.rax); g.mov(g.ecx, 8); g.rep(); g.stosb(); }},
-        {"fsrm", [](G& g) { g.mov(g.rsi, g.rax); g.lea(g.rdi, g.ptr[g.rax + 64]); g.mov(g.ecx, 8); g.rep(); g.movsb(); }},
-        {"adx", [](G& g) { g.adcx(g.eax, g.ecx); g.adox(g.eax, g.ecx); }},
+        {"bmi2",
+         [](G& g) {
+             g.shlx(g.eax, g.ecx, g.edx);
+             g.pdep(g.eax, g.ecx, g.edx);
+         }},
+        {"erms",
+         [](G& g) {
+             g.mov(g.rdi, g.rax);
+             g.mov(g.ecx, 8);
+             g.rep();
+             g.stosb();
+         }},
+        {"fsrm",
+         [](G& g) {
+             g.mov(g.rsi, g.rax);
+             g.lea(g.rdi, g.ptr[g.rax + 64]);
+             g.mov(g.ecx, 8);
+             g.rep();
+             g.movsb();
+         }},
+        {"adx",
+         [](G& g) {
+             g.adcx(g.eax, g.ecx);
+             g.adox(g.eax, g.ecx);
+         }},
         {"clflushopt", [](G& g) { g.clflushopt(g.ptr[g.rax]); }},
         {"clwb", [](G& g) { g.clwb(g.ptr[g.rax]); }},
-        {"rdpid", [](G& g) { raw(g, {0xf3, 0x0f, 0xc7, 0xf8}); }},     // rdpid rax
-        {"invpcid", [](G& g) { g.mov(g.ecx, 2); raw(g, {0x66, 0x0f, 0x38, 0x82, 0x08}); }},  // invpcid rcx, [rax]
-        {"lahf_lm", [](G& g) { g.lahf(); g.sahf(); }},
+        {"rdpid",
+         [](G& g) {
+             raw(g, {0xf3, 0x0f, 0xc7, 0xf8});
+         }},  // rdpid rax
+        {"invpcid",
+         [](G& g) {
+             g.mov(g.ecx, 2);
+             raw(g, {0x66, 0x0f, 0x38, 0x82, 0x08});
+         }},  // invpcid rcx, [rax]
+        {"lahf_lm",
+         [](G& g) {
+             g.lahf();
+             g.sahf();
+         }},
         {"abm", [](G& g) { g.lzcnt(g.eax, g.ecx); }},
         {"3dnowprefetch", [](G& g) { g.prefetchw(g.ptr[g.rax]); }},
         {"syscall", [](G& g) { g.syscall(); }},
@@ -760,7 +829,8 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
             // Disassemble what raised #UD for the failure message.
             uint8_t bytes[16] = {};
             env.peek(env.cpu().s.rip, bytes, sizeof bytes);
-            FAIL_CHECK(name << ": #UD at " << disassemble(bytes, sizeof bytes, Mode::Long64, env.cpu().s.rip));
+            FAIL_CHECK(name << ": #UD at "
+                            << disassemble(bytes, sizeof bytes, Mode::Long64, env.cpu().s.rip));
         }
     }
 }

@@ -30,7 +30,7 @@ struct OpInfo {
     bool src, dst;   // uses [rSI] / [rDI]
 };
 constexpr OpInfo kOps[] = {
-    {Op::Movs, "movs", 0xa4, true, true}, {Op::Cmps, "cmps", 0xa6, true, true},
+    {Op::Movs, "movs", 0xa4, true, true},  {Op::Cmps, "cmps", 0xa6, true, true},
     {Op::Scas, "scas", 0xae, false, true}, {Op::Lods, "lods", 0xac, true, false},
     {Op::Stos, "stos", 0xaa, false, true},
 };
@@ -113,7 +113,8 @@ void add_string_form(std::vector<Form>& v, const OpInfo& oi, unsigned w, Rep rep
                 uint64_t da = di + k * step;
                 if (rep == Rep::F3)  // REPE: equal until m
                     put_elem(st, da, w, oi.op == Op::Cmps ? get_elem(st, si + k * step, w) : acc);
-                else if (oi.op == Op::Scas && get_elem(st, da, w) == (acc & ((w == 8) ? ~0ull : (1ull << (8 * w)) - 1)))
+                else if (oi.op == Op::Scas &&
+                         get_elem(st, da, w) == (acc & ((w == 8) ? ~0ull : (1ull << (8 * w)) - 1)))
                     put_elem(st, da, w, ~acc);  // REPNE: different until m
             }
             if (m < n && rep == Rep::F2) {  // REPNE: equal at m
@@ -132,7 +133,8 @@ void add_string_form(std::vector<Form>& v, const OpInfo& oi, unsigned w, Rep rep
         if (a32) pre.push_back(0x67);
         if (rep == Rep::F3) pre.push_back(0xf3);
         if (rep == Rep::F2) pre.push_back(0xf2);
-        if (p.rng() % 4 == 0) pre.push_back(uint8_t(0x26 + 8 * (p.rng() % 4)));  // ES CS SS DS: no effect in 64-bit mode
+        if (p.rng() % 4 == 0)
+            pre.push_back(uint8_t(0x26 + 8 * (p.rng() % 4)));  // ES CS SS DS: no effect in 64-bit mode
         std::shuffle(pre.begin(), pre.end(), p.rng);
         for (uint8_t b : pre) g.db(b);
         if (w == 8) g.db(0x48);

@@ -35,15 +35,25 @@ enum class Op : uint8_t { Movs, Cmps, Scas, Lods, Stos };
 enum class Rep : uint8_t { None, Rep, RepE, RepNE };
 
 // Index/counter register of address size A (2, 4, 8 bytes).
-template <int A> inline uint64_t areg(const Cpu& c, unsigned r) { return c.s.gpr[r] & kMask<A>; }
-template <int A> inline void set_areg(Cpu& c, unsigned r, uint64_t v) { c.set_reg<A>(r, U<A>(v)); }
+template <int A>
+inline uint64_t areg(const Cpu& c, unsigned r) {
+    return c.s.gpr[r] & kMask<A>;
+}
+template <int A>
+inline void set_areg(Cpu& c, unsigned r, uint64_t v) {
+    c.set_reg<A>(r, U<A>(v));
+}
 
 // +W or -W by DF, as a 64-bit two's-complement step (masked to A bits when written back).
-template <int W> inline uint64_t step(const Cpu& c) { return (c.s.rflags & fl::DF) ? uint64_t(-W) : uint64_t(W); }
+template <int W>
+inline uint64_t step(const Cpu& c) {
+    return (c.s.rflags & fl::DF) ? uint64_t(-W) : uint64_t(W);
+}
 
 // Linear address of a W-byte element at seg:off. Outside 64-bit mode the whole element must lie
 // within the segment limit (SDM Vol. 3, 5.3); lin_of checks the first byte, this adds the last.
-template <int W> inline uint64_t elem_lin(const Cpu& c, uint8_t seg, uint64_t off) {
+template <int W>
+inline uint64_t elem_lin(const Cpu& c, uint8_t seg, uint64_t off) {
     uint64_t a = lin_of(c, seg, off);
     if constexpr (W > 1) {
         if (c.mode() != Mode::Long64 && off + (W - 1) > c.seg_hi[seg]) [[unlikely]]
@@ -52,16 +62,21 @@ template <int W> inline uint64_t elem_lin(const Cpu& c, uint8_t seg, uint64_t of
     return a;
 }
 // The destination segment is in Insn::aux (set by the selector): ES, or kSegFlat in 64-bit mode.
-template <int W> inline uint64_t dst_lin(const Cpu& c, const Insn& i, uint64_t di) {
+template <int W>
+inline uint64_t dst_lin(const Cpu& c, const Insn& i, uint64_t di) {
     return elem_lin<W>(c, uint8_t(i.aux), di);
 }
-template <int W> inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) { return elem_lin<W>(c, i.seg, si); }
+template <int W>
+inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) {
+    return elem_lin<W>(c, i.seg, si);
+}
 
 // ---- one iteration of each operation -------------------------------------------------------------
 // Each reads its operands first and commits (memory write last among the faulting accesses,
 // registers and flags after it), so a fault leaves the state of the previous iteration.
 
-template <int W, int A> inline void movs1(Cpu& c, const Insn& i) {
+template <int W, int A>
+inline void movs1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
     U<W> v = read<U<W>>(c, src_lin<W>(c, i, si));
     write<U<W>>(c, dst_lin<W>(c, i, di), v);
@@ -69,13 +84,15 @@ template <int W, int A> inline void movs1(Cpu& c, const Insn& i) {
     set_areg<A>(c, RDI, di + d);
 }
 
-template <int W, int A> inline void stos1(Cpu& c, const Insn& i) {
+template <int W, int A>
+inline void stos1(Cpu& c, const Insn& i) {
     uint64_t di = areg<A>(c, RDI);
     write<U<W>>(c, dst_lin<W>(c, i, di), c.get_reg<W>(RAX));
     set_areg<A>(c, RDI, di + step<W>(c));
 }
 
-template <int W, int A> inline void lods1(Cpu& c, const Insn& i) {
+template <int W, int A>
+inline void lods1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI);
     U<W> v = read<U<W>>(c, src_lin<W>(c, i, si));
     c.set_reg<W>(RAX, v);  // LODSD zero-extends into RAX like any 32-bit register write
@@ -83,7 +100,8 @@ template <int W, int A> inline void lods1(Cpu& c, const Insn& i) {
 }
 
 // CMPS: flags as CMP [rSI], [rDI] (source minus destination; SDM Vol. 2, "CMPS"). Returns ZF.
-template <int W, int A> inline bool cmps1(Cpu& c, const Insn& i) {
+template <int W, int A>
+inline bool cmps1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
     U<W> a = read<U<W>>(c, src_lin<W>(c, i, si));
     U<W> b = read<U<W>>(c, dst_lin<W>(c, i, di));
@@ -95,7 +113,8 @@ template <int W, int A> inline bool cmps1(Cpu& c, const Insn& i) {
 }
 
 // SCAS: flags as CMP rAX, [rDI]. Returns ZF.
-template <int W, int A> inline bool scas1(Cpu& c, const Insn& i) {
+template <int W, int A>
+inline bool scas1(Cpu& c, const Insn& i) {
     uint64_t di = areg<A>(c, RDI);
     U<W> a = c.get_reg<W>(RAX);
     U<W> b = read<U<W>>(c, dst_lin<W>(c, i, di));
@@ -111,7 +130,8 @@ template <int W, int A> inline bool scas1(Cpu& c, const Insn& i) {
 // (address size A) and linear address `la` can take before it leaves the page or the A-bit offset
 // wraps. Forward runs go up from `la`; backward runs go down from it (the first element is the
 // highest). 0 when the first element itself straddles a page or the offset wrap.
-template <int W, int A, bool Down> inline uint64_t run_len(uint64_t off, uint64_t la, uint64_t n) {
+template <int W, int A, bool Down>
+inline uint64_t run_len(uint64_t off, uint64_t la, uint64_t n) {
     uint64_t po = la & ~kPageMask;
     uint64_t k;
     if constexpr (!Down) {
@@ -131,7 +151,8 @@ template <int W, int A, bool Down> inline uint64_t run_len(uint64_t off, uint64_
 // Outside 64-bit mode a run must also stay within the segment limits (SDM Vol. 3, 5.3): cut it to
 // the elements wholly inside [seg_lo, seg_hi] (Cpu, kept by update_mode), starting with the one at
 // `off`. 0 when that first element is not inside: the element-wise path then raises the fault.
-template <int W, bool Down> inline uint64_t seg_room(const Cpu& c, uint8_t seg, uint64_t off, uint64_t k) {
+template <int W, bool Down>
+inline uint64_t seg_room(const Cpu& c, uint8_t seg, uint64_t off, uint64_t k) {
     if (c.mode() == Mode::Long64) [[likely]]
         return k;
     uint64_t lo = c.seg_lo[seg], hi = c.seg_hi[seg];
@@ -141,7 +162,8 @@ template <int W, bool Down> inline uint64_t seg_room(const Cpu& c, uint8_t seg, 
 
 // REP MOVS: copy the next run of elements that lies within one source page and one destination
 // page. Returns the number of elements done (0: take the element-wise path once).
-template <int W, int A, bool Down> uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
+template <int W, int A, bool Down>
+uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI);
     uint64_t sl = src_lin<W>(c, i, si), dl = dst_lin<W>(c, i, di);
     uint64_t k = std::min(run_len<W, A, Down>(si, sl, n), run_len<W, A, Down>(di, dl, n));
@@ -167,7 +189,8 @@ template <int W, int A, bool Down> uint64_t movs_run(Cpu& c, const Insn& i, uint
     if (!Down && d > s && d < s + bytes) {
         size_t period = size_t(d - s) / W * W;
         if (period == 0) return 0;
-        for (size_t off = 0; off < bytes; off += period) std::memcpy(d + off, s + off, std::min(period, bytes - off));
+        for (size_t off = 0; off < bytes; off += period)
+            std::memcpy(d + off, s + off, std::min(period, bytes - off));
     } else if (Down && d < s && s < d + bytes) {
         size_t period = size_t(s - d) / W * W;
         if (period == 0) return 0;
@@ -186,7 +209,8 @@ template <int W, int A, bool Down> uint64_t movs_run(Cpu& c, const Insn& i, uint
 }
 
 // REP STOS: fill the next run of elements within one destination page.
-template <int W, int A, bool Down> uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
+template <int W, int A, bool Down>
+uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
     uint64_t di = areg<A>(c, RDI), dl = dst_lin<W>(c, i, di);
     uint64_t k = seg_room<W, Down>(c, uint8_t(i.aux), di, run_len<W, A, Down>(di, dl, n));
     if (k < 2) return 0;
@@ -207,13 +231,19 @@ template <int W, int A, bool Down> uint64_t stos_run(Cpu& c, const Insn& i, uint
 
 // ---- handlers ------------------------------------------------------------------------------------
 
-template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
+template <Op O, int W, int A, Rep R>
+void string_op(Cpu& c, const Insn& i) {
     if constexpr (R == Rep::None) {
-        if constexpr (O == Op::Movs) movs1<W, A>(c, i);
-        else if constexpr (O == Op::Stos) stos1<W, A>(c, i);
-        else if constexpr (O == Op::Lods) lods1<W, A>(c, i);
-        else if constexpr (O == Op::Cmps) cmps1<W, A>(c, i);
-        else scas1<W, A>(c, i);
+        if constexpr (O == Op::Movs)
+            movs1<W, A>(c, i);
+        else if constexpr (O == Op::Stos)
+            stos1<W, A>(c, i);
+        else if constexpr (O == Op::Lods)
+            lods1<W, A>(c, i);
+        else if constexpr (O == Op::Cmps)
+            cmps1<W, A>(c, i);
+        else
+            scas1<W, A>(c, i);
     } else {
         // SDM Vol. 2, "REP/REPE/REPZ/REPNE/REPNZ" operation: while the count is not zero, do one
         // iteration, decrement the count, and for CMPS/SCAS stop when ZF says so.
@@ -242,11 +272,16 @@ template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
                 }
             }
             bool zf = false;
-            if constexpr (O == Op::Movs) movs1<W, A>(c, i);
-            else if constexpr (O == Op::Stos) stos1<W, A>(c, i);
-            else if constexpr (O == Op::Lods) lods1<W, A>(c, i);
-            else if constexpr (O == Op::Cmps) zf = cmps1<W, A>(c, i);
-            else zf = scas1<W, A>(c, i);
+            if constexpr (O == Op::Movs)
+                movs1<W, A>(c, i);
+            else if constexpr (O == Op::Stos)
+                stos1<W, A>(c, i);
+            else if constexpr (O == Op::Lods)
+                lods1<W, A>(c, i);
+            else if constexpr (O == Op::Cmps)
+                zf = cmps1<W, A>(c, i);
+            else
+                zf = scas1<W, A>(c, i);
             set_areg<A>(c, RCX, --n);
             if constexpr (R == Rep::RepE) {
                 if (!zf) break;
@@ -267,11 +302,13 @@ template <Op O, int W, int A, Rep R> void string_op(Cpu& c, const Insn& i) {
 
 // ---- selectors -----------------------------------------------------------------------------------
 
-template <Op O, int W, Rep R> Handler by_asz(unsigned a) {
+template <Op O, int W, Rep R>
+Handler by_asz(unsigned a) {
     return a == 2 ? &string_op<O, W, 2, R> : a == 4 ? &string_op<O, W, 4, R> : &string_op<O, W, 8, R>;
 }
 
-template <Op O, Rep R> Handler by_width(unsigned w, unsigned a) {
+template <Op O, Rep R>
+Handler by_width(unsigned w, unsigned a) {
     switch (w) {
         case 1: return by_asz<O, 1, R>(a);
         case 2: return by_asz<O, 2, R>(a);
@@ -296,10 +333,12 @@ uint8_t source_seg(const DecodeCtx& d) {
     return d.insn.seg;
 }
 
-template <Op O> Handler select_string(const DecodeCtx& d) {
+template <Op O>
+Handler select_string(const DecodeCtx& d) {
     // MOVSD and CMPSD share their mnemonic with the SSE2 scalar-double instructions (F2 0F 10,
     // F2 0F C2): only the one-byte-opcode forms (A4..AF) are string instructions.
-    if (d.zi.opcode_map != ZYDIS_OPCODE_MAP_DEFAULT || d.zi.opcode < 0xa4 || d.zi.opcode > 0xaf) return nullptr;
+    if (d.zi.opcode_map != ZYDIS_OPCODE_MAP_DEFAULT || d.zi.opcode < 0xa4 || d.zi.opcode > 0xaf)
+        return nullptr;
     Insn& i = d.insn;
     i.seg = source_seg(d);
     i.aux = d.mode == Mode::Long64 ? kSegFlat : uint8_t(ES);
@@ -316,15 +355,20 @@ template <Op O> Handler select_string(const DecodeCtx& d) {
 }  // namespace
 
 void register_string(Registry& r) {
-    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_MOVSB, ZYDIS_MNEMONIC_MOVSW, ZYDIS_MNEMONIC_MOVSD, ZYDIS_MNEMONIC_MOVSQ})
+    for (ZydisMnemonic m :
+         {ZYDIS_MNEMONIC_MOVSB, ZYDIS_MNEMONIC_MOVSW, ZYDIS_MNEMONIC_MOVSD, ZYDIS_MNEMONIC_MOVSQ})
         r.add(m, select_string<Op::Movs>);
-    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_CMPSB, ZYDIS_MNEMONIC_CMPSW, ZYDIS_MNEMONIC_CMPSD, ZYDIS_MNEMONIC_CMPSQ})
+    for (ZydisMnemonic m :
+         {ZYDIS_MNEMONIC_CMPSB, ZYDIS_MNEMONIC_CMPSW, ZYDIS_MNEMONIC_CMPSD, ZYDIS_MNEMONIC_CMPSQ})
         r.add(m, select_string<Op::Cmps>);
-    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_SCASB, ZYDIS_MNEMONIC_SCASW, ZYDIS_MNEMONIC_SCASD, ZYDIS_MNEMONIC_SCASQ})
+    for (ZydisMnemonic m :
+         {ZYDIS_MNEMONIC_SCASB, ZYDIS_MNEMONIC_SCASW, ZYDIS_MNEMONIC_SCASD, ZYDIS_MNEMONIC_SCASQ})
         r.add(m, select_string<Op::Scas>);
-    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_LODSB, ZYDIS_MNEMONIC_LODSW, ZYDIS_MNEMONIC_LODSD, ZYDIS_MNEMONIC_LODSQ})
+    for (ZydisMnemonic m :
+         {ZYDIS_MNEMONIC_LODSB, ZYDIS_MNEMONIC_LODSW, ZYDIS_MNEMONIC_LODSD, ZYDIS_MNEMONIC_LODSQ})
         r.add(m, select_string<Op::Lods>);
-    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_STOSB, ZYDIS_MNEMONIC_STOSW, ZYDIS_MNEMONIC_STOSD, ZYDIS_MNEMONIC_STOSQ})
+    for (ZydisMnemonic m :
+         {ZYDIS_MNEMONIC_STOSB, ZYDIS_MNEMONIC_STOSW, ZYDIS_MNEMONIC_STOSD, ZYDIS_MNEMONIC_STOSQ})
         r.add(m, select_string<Op::Stos>);
 }
 
