@@ -447,7 +447,7 @@ bool make_case(const Form& f, uint64_t seed, int idx, Xbyak::CodeGenerator& g, C
 
 // ---- the runner ------------------------------------------------------------------------------------
 
-constexpr int kRing = 64;         // slots shared by the parent and the native child
+constexpr int kRing = 16;         // slots shared by the parent and the native child
 constexpr int kBatch = kRing / 2;  // the parent publishes generated cases this many at a time
 constexpr double kHangSeconds = 10;  // no native result for this long: the child is killed
 
