@@ -47,7 +47,8 @@ void Cpu::reset(bool init_only) {
     delivering_ = -1;
     fault_pending_ = false;
     pae_pdpte_loaded = false;
-    pending_.fetch_and(~(kPendInit | kPendSipi | kPendNmi));
+    // INIT keeps a SIPI that arrived with it (the board may post INIT and SIPI back to back).
+    pending_.fetch_and(init_only ? ~kPendInit : ~(kPendInit | kPendSipi | kPendNmi | kPendStop));
     // Segment registers (SDM Vol. 3, Table 10-1): present, read/write data, accessed;
     // CS = F000 with base FFFF0000.
     for (auto& sr : s.seg) {
@@ -90,6 +91,13 @@ void Cpu::update_mode() {
     tlb_ctx = cpl == 3                                              ? kCtxUser
               : (s.cr4 & cr4::SMAP) && (s.rflags & fl::AC) ? kCtxSupAC
                                                                     : kCtxSup;
+    bool ac = cpl == 3 && (s.cr0 & cr0::AM) && (s.rflags & fl::AC);
+    if (ac && !ac_check) {
+        // Entering alignment-checking mode: drop the user context's entries (they bypass the check).
+        for (auto& e : tlb_r[kCtxUser]) e = TlbEntry{};
+        for (auto& e : tlb_w[kCtxUser]) e = TlbEntry{};
+    }
+    ac_check = ac;
     if (mode_ == Mode::Long64) return;
     // Legacy-mode segment checks for lin_of (mem.h): valid offsets [seg_lo, seg_hi].
     bool pm = mode_ != Mode::Real && !(s.rflags & fl::VM);

@@ -143,6 +143,9 @@ public:
     }
     // Time-stamp counter as RDTSC sees it (the bus's clock plus the guest's IA32_TSC writes).
     uint64_t tsc() { return bus.tsc(icount) + s.tsc_offset; }
+    // Alignment checking is on (CR0.AM, RFLAGS.AC, CPL 3): user accesses take the slow path,
+    // which raises #AC for misaligned ones (mmu.cpp). Maintained by update_mode().
+    bool ac_check = false;
     // PAE paging's PDPTE registers, loaded by MOV CR3 / MOV CR0 / MOV CR4 (SDM Vol. 3, 4.4.1).
     // When not loaded (state set from outside), the page walk reads them from memory.
     uint64_t pae_pdpte[4] = {};

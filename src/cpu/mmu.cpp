@@ -207,7 +207,7 @@ static void read_page(Cpu& c, uint64_t lin, uint8_t* dst, unsigned size, Access 
     if (uint8_t* host = c.bus.page_ptr(page, false)) {
         if (acc != Access::Exec) {
             uint64_t tag = lin & kPageMask;
-            c.tlb_r[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+            if (!c.ac_check) c.tlb_r[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
         }
         std::memcpy(dst, host + (phys & ~kPageMask), size);
         return;
@@ -222,7 +222,18 @@ static void read_page(Cpu& c, uint64_t lin, uint8_t* dst, unsigned size, Access 
     }
 }
 
+// Alignment checking (SDM Vol. 3, 6.15 "Interrupt 17"): with CR0.AM, RFLAGS.AC and CPL 3, a
+// misaligned 2/4/8-byte data access raises #AC(0). While it is on, the user TLB context is never
+// filled (update_mode flushed it), so every user access comes through here.
+static void check_alignment(Cpu& c, uint64_t lin, unsigned size) {
+    // (RFLAGS.AC is looked at again: a POPF may have cleared it without update_mode.)
+    if (c.tlb_ctx == kCtxUser && (c.s.rflags & fl::AC) && (size == 2 || size == 4 || size == 8) &&
+        (lin & (size - 1)))
+        c.raise_fault(kAC, 0);
+}
+
 void Cpu::read_slow(uint64_t lin, void* dst, unsigned size, Access acc) {
+    if (ac_check && acc != Access::Exec) check_alignment(*this, lin, size);
     auto* d = static_cast<uint8_t*>(dst);
     unsigned first = unsigned(std::min<uint64_t>(size, kPageSize - (lin & ~kPageMask)));
     read_page(*this, lin, d, first, acc);
@@ -244,7 +255,7 @@ static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) 
     if (uint8_t* host = c.bus.page_ptr(page, true)) {
         if (c.code().page_has_code(page)) c.code_page_written(page);
         uint64_t tag = lin & kPageMask;
-        c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+        if (!c.ac_check) c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
         std::memcpy(host + (phys & ~kPageMask), src, size);
         return;
     }
@@ -260,6 +271,7 @@ static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) 
 }
 
 void Cpu::write_slow(uint64_t lin, const void* src, unsigned size) {
+    if (ac_check) check_alignment(*this, lin, size);
     auto* s8 = static_cast<const uint8_t*>(src);
     unsigned first = unsigned(std::min<uint64_t>(size, kPageSize - (lin & ~kPageMask)));
     if (first < size) probe_write(lin, size);  // both pages writable before any byte changes
@@ -277,7 +289,7 @@ uint8_t* Cpu::host_ptr(uint64_t lin, Access acc) {
     uint8_t* host = bus.page_ptr(page, write);
     if (!host) return nullptr;  // MMIO: the caller takes its element-wise path
     if (write && code_->page_has_code(page)) code_page_written(page);
-    if (acc != Access::Exec) e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+    if (acc != Access::Exec && !ac_check) e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
     return host + (lin & ~kPageMask);
 }
 

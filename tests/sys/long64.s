@@ -1,7 +1,7 @@
 # From RESET through 32-bit protected mode into IA-32e mode (SDM Vol. 3, 10.8.5): 4-level paging,
 # a 64-bit IDT and TSS, and then: 64-bit exception frames (always SS:RSP, RSP aligned to 16), #PF
 # error codes and CR2, #GP for non-canonical addresses, IRETQ to ring 3, SYSCALL/SYSRET with
-# STAR/LSTAR/SFMASK, INT n from ring 3 with the TSS.RSP0 stack switch, a #DF delivered on an IST
+# STAR/LSTAR/SFMASK, #AC alignment checking at CPL 3, INT n from ring 3 with the TSS.RSP0 stack switch, a #DF delivered on an IST
 # stack (#PF whose gate is not present), SWAPGS and the FS/GS base MSRs and instructions, a round
 # trip through compatibility mode by far jump and far return, SMEP and SMAP with STAC/CLAC, and
 # finally leaving IA-32e mode to switch on 5-level paging (CR4.LA57) and coming back.
@@ -249,14 +249,25 @@ back64:
     or $1, %eax                                # SCE
     wrmsr
     movl $after_r3, R0_CONT
+    mov %cr0, %rax
+    or $(1 << 18), %rax                        # CR0.AM
+    mov %rax, %cr0
     pushq $SEL_UDATA
     pushq $STACK3
-    pushq $0x202
+    pushq $0x40202                             # AC | IF
     pushq $SEL_U64
     pushq $ring3
     iretq
 
 ring3:
+    # Alignment check (CR0.AM, RFLAGS.AC, CPL 3): a misaligned load is #AC(0); aligned ones work.
+    EXPECT 1f
+    movl 0x5001, %eax
+1:  CHECK F_VEC, 17, 48
+    CHECK F_ERR, 0, 49
+    movl $0, F_VEC
+    movl 0x5004, %eax
+    CHECK F_VEC, 0, 47
     mov %cs, %ax
     movzwl %ax, %eax
     CHECK %eax, SEL_U64, 50
