@@ -158,7 +158,7 @@ void reg_form(G& g, uint8_t opc, unsigned reg, unsigned i) {
 
 // `opc /reg` with a memory operand [base + disp8] pointing at data offset `off`.
 void mem_form(G& g, Picker& p, State& st, uint8_t opc, unsigned reg, uint64_t off, bool p66 = false) {
-    int b = p.gpr();
+    int b = p.gpr({cpu::RDI});  // RDI is kept for the FNSTENV image of the pointer forms
     int8_t disp = int8_t(p.rng() % 256);
     st.gpr[b] = kDataAddr + off - uint64_t(int64_t(disp));
     if (p66) g.db(0x66);
@@ -449,6 +449,68 @@ void forms_x87(std::vector<Form>& forms) {
         uint64_t off = p.data_offset(94);
         env_image(p, st, off, true, true);
         mem_form(g, p, st, 0xdd, 4, off, true);
+    });
+
+    // FIP/FOP/FDP: FLD1 (a non-control instruction), the instruction under test, then FNSTENV into
+    // the data area, whose image holds the last non-control instruction's pointers and opcode
+    // (SDM Vol. 1, 8.1.8-8.1.10). The selector fields (FCS, FDS) are cleared afterwards: the code and
+    // data selectors of the native process differ from the emulator's flat test environment.
+    struct Ptr {
+        const char* name;
+        std::vector<uint8_t> bytes;  // register forms; memory forms use mem below
+        int mem_opc = -1, mem_reg = 0;
+    };
+    const Ptr kPtrForms[] = {
+        {"fadd m64", {}, 0xdc, 0},       {"fstp m32", {}, 0xd9, 3},      {"fist m16", {}, 0xdf, 2},
+        {"fldcw m16", {}, 0xd9, 5},      {"fadd st0,st2", {0xd8, 0xc2}}, {"fld st1", {0xd9, 0xc1}},
+        {"fcom st1", {0xd8, 0xd1}},      {"fxch st3", {0xd9, 0xcb}},     {"fchs", {0xd9, 0xe0}},
+        {"fincstp", {0xd9, 0xf7}},       {"fdecstp", {0xd9, 0xf6}},      {"ffree st2", {0xdd, 0xc2}},
+        {"fnop", {0xd9, 0xd0}},          {"fwait", {0x9b}},              {"fnclex", {0xdb, 0xe2}},
+        {"fsin", {0xd9, 0xfe}},          {"fsqrt", {0xd9, 0xfa}},        {"fnstsw ax", {0xdf, 0xe0}},
+    };
+    for (const Ptr& pf : kPtrForms) {
+        add(forms, std::string("pointers after ") + pf.name, Setup{2, false, false}, [pf](G& g, Picker& p, State& st) {
+            p.fault_percent = 0;
+            st.fsw &= uint16_t(~((st.fsw & ~st.fcw & 0x3f) | 0x8080));  // nothing pending: all of it runs
+            uint64_t env_off = p.data_offset(28);
+            if (env_off > 0x1000 - 28 && env_off < 0x1000) env_off = 0x1000;  // keep the image on one page
+            g.db(0xd9), g.db(0xe8);  // fld1
+            if (pf.mem_opc >= 0) {
+                uint64_t off;
+                do off = p.data_offset(8);
+                while (off + 8 > env_off && off < env_off + 28);
+                if (pf.mem_opc == 0xd9 && pf.mem_reg == 5) {
+                    uint16_t cw = uint16_t(st.fcw | 0x3f);
+                    put_data(st, off, &cw, 2);
+                } else {
+                    mem_value(p, st, off, M::F64);
+                }
+                mem_form(g, p, st, uint8_t(pf.mem_opc), unsigned(pf.mem_reg), off);
+            } else {
+                for (uint8_t b : pf.bytes) g.db(b);
+            }
+            // fnstenv [rdi] with rdi = the image; then clear FCS (+16) and FDS (+24).
+            st.gpr[cpu::RDI] = kDataAddr + env_off;
+            g.db(0xd9), g.db(0x37);
+            g.db(0x66), g.db(0xc7), g.db(0x47), g.db(16), g.dw(0);
+            g.db(0x66), g.db(0xc7), g.db(0x47), g.db(24), g.dw(0);
+        });
+    }
+
+    // ES/B are derived from the flags and masks: a state with an unmasked flag set but ES clear
+    // still has an exception pending, and ES set with nothing unmasked has none.
+    add(forms, "pending exception from the flags alone", Setup{1, false, false}, [](G& g, Picker& p, State& st) {
+        uint16_t f = uint16_t(1u << (p.rng() % 6));
+        if (p.rng() % 2) {
+            st.fcw = uint16_t(st.fcw & ~f);
+            st.fsw = uint16_t((st.fsw & ~0x8080) | f);  // unmasked flag, ES clear
+        } else {
+            st.fcw |= 0x3f;
+            st.fsw |= 0x8080 | f;  // ES set, everything masked
+        }
+        static const uint8_t kInsns[][2] = {{0xd9, 0xe8}, {0xdf, 0xe0}, {0xd9, 0xd0}, {0xdb, 0xe2}, {0xd9, 0xf7}};
+        const uint8_t* b = kInsns[p.rng() % 5];
+        g.db(b[0]), g.db(b[1]);
     });
 
     // Transcendentals: real CPUs are not correctly rounded here (and Intel and AMD differ), so a

@@ -73,20 +73,31 @@ inline void set_cc(X87State& x, uint16_t cc) { x.fsw = uint16_t((x.fsw & ~kCC) |
 
 // ---- instruction frame ---------------------------------------------------------------------------
 
+// ES and B are not state of their own: they reflect whether any exception flag is set whose mask
+// is clear (measured: a state loaded with an unmasked flag but ES clear still raises #MF, and
+// masking everything clears ES). Normalise them before an instruction looks at FSW.
+inline void sync_es(X87State& x) {
+    if (x.fsw & ~x.fcw & 0x3f) [[unlikely]]
+        x.fsw |= kES | kB;
+    else if (x.fsw & (kES | kB)) [[unlikely]]
+        x.fsw &= uint16_t(~(kES | kB));
+}
+
 // Every x87 instruction: CR0.EM or CR0.TS -> #NM (SDM Vol. 3, 2.5, Table 2-2). A waiting instruction
 // with a pending unmasked exception raises #MF before it executes (SDM Vol. 1, 8.6).
 inline void enter(Cpu& c) {
     if (c.s.cr0 & (cr0::EM | cr0::TS)) [[unlikely]]
         c.raise_fault(kNM);
+    sync_es(c.s.x87);
     if (c.s.x87.fsw & kES) [[unlikely]]
         c.raise_fault(kMF);
 }
 inline void enter_nowait(Cpu& c) {
     if (c.s.cr0 & (cr0::EM | cr0::TS)) [[unlikely]]
         c.raise_fault(kNM);
+    sync_es(c.s.x87);
 }
 
-inline uint16_t sel_of(const Cpu& c, uint8_t seg) { return seg == kSegFlat ? c.s.seg[DS].sel : c.s.seg[seg].sel; }
 
 // FIP/FCS/FOP (and FDP/FDS for memory operands) of the last non-control instruction (SDM Vol. 1,
 // 8.1.8, 8.1.9).
@@ -96,10 +107,13 @@ inline void note(Cpu& c, const Insn& i) {
     x.fip = c.next_rip - i.len;
     x.fcs = c.s.seg[CS].sel;
 }
+// FDS is the selector of the segment register the operand used, even in 64-bit mode where the
+// decoder folds DS/SS/ES into a flat segment (Insn::imm keeps it for x87 memory forms; measured:
+// an RSP-based operand stores SS).
 inline void note_mem(Cpu& c, const Insn& i, uint64_t off) {
     note(c, i);
     c.s.x87.fdp = off;
-    c.s.x87.fds = sel_of(c, i.seg);
+    c.s.x87.fds = c.s.seg[i.imm & 7].sel;
 }
 
 inline Env env_of(const X87State& x) {
@@ -781,6 +795,7 @@ void fnop_legacy(Cpu& c, const Insn&) { enter_nowait(c); }
 void fwait(Cpu& c, const Insn&) {
     if ((c.s.cr0 & (cr0::MP | cr0::TS)) == (cr0::MP | cr0::TS)) [[unlikely]]
         c.raise_fault(kNM);
+    sync_es(c.s.x87);
     if (c.s.x87.fsw & kES) [[unlikely]]
         c.raise_fault(kMF);
 }
@@ -809,10 +824,7 @@ void fnclex(Cpu& c, const Insn&) {
 inline uint16_t fcw_value(uint32_t v) { return uint16_t((v & 0x1f3f) | 0x40); }
 
 // ES/B follow the exception flags and masks when FCW or FSW are loaded.
-inline void recompute_es(X87State& x) {
-    if (x.fsw & ~x.fcw & 0x3f) x.fsw |= kES | kB;
-    else x.fsw &= uint16_t(~(kES | kB));
-}
+inline void recompute_es(X87State& x) { sync_es(x); }
 
 void fldcw(Cpu& c, const Insn& i) {
     enter(c);
@@ -1093,6 +1105,13 @@ Handler select_x87(const DecodeCtx& d) {
     unsigned mod = d.zi.raw.modrm.mod, reg = d.zi.raw.modrm.reg, rm = d.zi.raw.modrm.rm;
     unsigned modrm = mod << 6 | reg << 3 | rm;
     in.aux = uint16_t(((opc & 7) << 8) | modrm);
+    if (mod != 3) {
+        in.imm = DS;
+        for (unsigned k = 0; k < d.zi.operand_count; k++)
+            if (d.ops[k].type == ZYDIS_OPERAND_TYPE_MEMORY && d.ops[k].mem.segment >= ZYDIS_REGISTER_ES &&
+                d.ops[k].mem.segment <= ZYDIS_REGISTER_GS)
+                in.imm = uint64_t(d.ops[k].mem.segment - ZYDIS_REGISTER_ES);
+    }
     static constexpr Op80 kArith[8] = {Op80::Add, Op80::Mul, Op80::Add, Op80::Add,
                                        Op80::Sub, Op80::SubR, Op80::Div, Op80::DivR};
     if (mod != 3) {
