@@ -449,7 +449,6 @@ bool make_case(const Form& f, uint64_t seed, int idx, Xbyak::CodeGenerator& g, C
 
 constexpr int kRing = 16;         // slots shared by the parent and the native child
 constexpr int kBatch = kRing / 2;  // the parent publishes generated cases this many at a time
-constexpr double kHangSeconds = 10;  // no native result for this long: the child is killed
 
 // A counter one side advances and the other may sleep on (futex on the shared mapping).
 struct Counter {
@@ -500,6 +499,7 @@ struct alignas(64) Shared {
 struct FormStats {
     int cases = 0, failures = 0;
     int injected = 0, detected = 0;
+    int masked_injected = 0, masked_ignored = 0;
     int native_faults = 0;  // cases that ended in an exception natively
     bool died = false;
 };
@@ -589,13 +589,13 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
                 done = sh->done.value.load();
                 break;
             }
-            if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > kHangSeconds) {
+            if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > opt.hang_seconds) {
                 hung = true;
                 break;
             }
         }
         if (done <= i) {
-            std::string why = hung                   ? fmt::format("no result after {} s (killed)", kHangSeconds)
+            std::string why = hung                   ? fmt::format("no result after {} s (killed)", opt.hang_seconds)
                               : WIFSIGNALED(wstatus) ? fmt::format("killed by signal {}", WTERMSIG(wstatus))
                                                      : fmt::format("exited with status {}", WEXITSTATUS(wstatus));
             std::printf("ERROR %s: the native child died at case %d (M86_SEED=%llu): %s\n%s", f.name.c_str(),
@@ -606,6 +606,14 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
         }
         ++st.cases;
         if (sl.native.end == End::Fault) st.native_faults++;
+        if (opt.selftest && (first + i) % 7 == 5 && f.undefined_flags && sl.native.end == End::Done &&
+            !compare(f, sl.native, er).any) {
+            // The other way round: flipping a flag the form declares undefined must go unnoticed.
+            Result masked = er;
+            masked.o.state.rflags ^= f.undefined_flags;
+            st.masked_injected++;
+            if (!compare(f, sl.native, masked).any) st.masked_ignored++;
+        }
         bool injected = opt.selftest && inject(f, first + i, er);
         Comparison c = compare(f, sl.native, er);
         if (injected) {
@@ -643,7 +651,7 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
     Xbyak::CodeGenerator g(4096, Xbyak::DontSetProtectRWE);
     auto t0 = std::chrono::steady_clock::now();
     int passed = 0, failed = 0, failing_cases = 0;
-    long long cases = 0, injected = 0, detected = 0;
+    long long cases = 0, injected = 0, detected = 0, masked_injected = 0, masked_ignored = 0;
     for (const Form& f : forms) {
         if (!opt.filter.empty() && f.name.find(opt.filter) == std::string::npos) continue;
         auto tf = std::chrono::steady_clock::now();
@@ -651,6 +659,8 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
         cases += s.cases;
         injected += s.injected;
         detected += s.detected;
+        masked_injected += s.masked_injected;
+        masked_ignored += s.masked_ignored;
         failing_cases += s.failures;
         (s.failures ? failed : passed)++;
         if (opt.verbose)
@@ -659,11 +669,42 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tf).count());
         std::fflush(stdout);
     }
+    int selftest_bad = 0;
+    if (opt.selftest) {
+        // The runner must survive a native child that exits or hangs, and fail that form.
+        std::vector<Form> killers = {
+            {"selftest: the native child exits (exit_group)",
+             [](Xbyak::CodeGenerator& g, Picker&, State&) {
+                 g.mov(g.eax, 231);
+                 g.xor_(g.edi, g.edi);
+                 g.syscall();
+             }},
+            {"selftest: the native instance hangs (jmp $)",
+             [](Xbyak::CodeGenerator& g, Picker&, State&) {
+                 g.db(0xeb);
+                 g.db(0xfe);
+             }},
+        };
+        RunOptions o = opt;
+        o.cases = 20;
+        o.hang_seconds = 1;
+        o.selftest = false;
+        for (const Form& f : killers) {
+            std::printf("(selftest: the next ERROR is expected)\n");
+            FormStats s = run_form(f, o, sh, *emu, g);
+            bool ok = s.died && s.failures == 1 && s.cases == 0;
+            std::printf("diff selftest: %s: %s\n", f.name.c_str(), ok ? "detected" : "NOT DETECTED");
+            selftest_bad += !ok;
+        }
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("diff: %lld cases run in %.1f s (seed %llu)\n", cases, secs, (unsigned long long)opt.seed);
     if (opt.selftest) {
-        std::printf("diff selftest: %lld corruptions injected, %lld detected\n", injected, detected);
-        if (detected != injected || injected == 0) failing_cases += 1;
+        std::printf("diff selftest: %lld corruptions injected, %lld detected; %lld flips of undefined flags, "
+                    "%lld ignored\n",
+                    injected, detected, masked_injected, masked_ignored);
+        if (detected != injected || injected == 0 || masked_ignored != masked_injected || selftest_bad)
+            failing_cases += 1;
     }
     std::printf("diff: %d passed, %d failed\n", passed, failed);
     munmap(mem, sizeof(Shared));

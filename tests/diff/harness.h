@@ -133,6 +133,7 @@ struct RunOptions {
     int only_case = -1;        // >= 0: run only this case index of each form (reproduce a failure)
     int max_reports = 3;       // mismatches printed per form (all are counted)
     bool selftest = false;     // corrupt some emulator results on purpose; all must be detected
+    double hang_seconds = 10;  // a native case without a result for this long: the child is killed
 };
 
 // Runs every form; prints mismatches and the summary line "diff: N passed, M failed" (N, M count

@@ -7,8 +7,12 @@
 //   M86_DIFF_VERBOSE=1   one progress line per form (name, cases, failures, time)
 //   M86_DIFF_CASE=i      run only case i of each selected form (to reproduce a reported mismatch)
 //   M86_DIFF_REPORTS=n   mismatches printed per form (default 3; all are counted)
-//   M86_DIFF_SELFTEST=1  corrupt every 7th emulator result on purpose and check that each corruption is
-//                        detected (proves the comparison can fail); exit status 0 only if all are
+//   M86_DIFF_SELFTEST=1  proves the harness can fail: corrupts every 7th emulator result on purpose (a
+//                        register bit, a compared flag, a data byte, RIP, the exception, XMM/x87, the
+//                        stack) and checks each corruption is detected; flips undefined flags and checks
+//                        that is ignored; runs a native child that exits and one that hangs and checks
+//                        both are reported. Exit status 0 only if all of that holds (and nothing else
+//                        failed).
 //
 // Output: mismatch reports, then "diff: <cases> cases run ..." and the summary line
 // "diff: N passed, M failed" (N, M count forms). Exit status 1 on any failure.
