@@ -124,6 +124,7 @@ void forms_int2(std::vector<Form>&);      // data movement, stack, control, flag
 void forms_string(std::vector<Form>&);    // string instructions, misc (CPUID excluded)
 void forms_x87(std::vector<Form>&);
 void forms_sse(std::vector<Form>&);
+void forms_system(std::vector<Form>&);   // user-level system behaviour (ops/system.cpp)
 
 struct RunOptions {
     uint64_t seed = 1;

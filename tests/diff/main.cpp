@@ -29,6 +29,7 @@ int main() {
     forms_string(forms);
     forms_x87(forms);
     forms_sse(forms);
+    forms_system(forms);
     RunOptions opt;
     auto env = [](const char* name) -> const char* {
         const char* s = std::getenv(name);
