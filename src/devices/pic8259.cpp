@@ -27,16 +27,18 @@ void Pic8259::set_irq(unsigned pin, bool level) {
     update();
 }
 
-// The request latch of one pin. Edge mode: a rising edge sets IRR; the request must stay high
-// until INTA, and a request withdrawn before then is gone (the CPU then gets the default IR7,
-// "Edge and level triggered modes"). Level mode: IRR follows the input.
+// The request latch of one pin. Edge mode: a rising edge sets IRR, which stays set until INTA
+// even if the input falls first. (The real 8259A wants the request held until INTA and gives the
+// default IR7 otherwise; latching it, as QEMU does, lets devices signal an edge with a short
+// IrqLine::pulse().) Level mode: IRR follows the input, so a level request withdrawn before INTA
+// gives the default IR7 ("Edge and level triggered modes").
 void Pic8259::set_input(unsigned c, unsigned pin, bool level) {
     Chip& k = s_.chip[c];
     bool was = k.lines & bit(pin);
     k.lines = level ? k.lines | bit(pin) : k.lines & ~bit(pin);
-    if (level_sensitive(k, pin) || !level)
+    if (level_sensitive(k, pin))
         k.irr = level ? k.irr | bit(pin) : k.irr & ~bit(pin);
-    else if (!was)
+    else if (level && !was)
         k.irr |= bit(pin);
 }
 

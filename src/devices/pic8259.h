@@ -13,9 +13,10 @@
 //
 // Implemented: ICW1-ICW4 (single/cascade, ICW4 AEOI and special fully nested mode, LTIM), OCW1
 // mask, OCW2 non-specific/specific EOI, rotate on EOI, rotate in AEOI, set priority, OCW3 IRR/ISR
-// read select, poll, special mask mode; edge sensing (a request withdrawn before INTA gives the
-// default IR7, 8259A "Edge and level triggered modes") or level sensing per pin from ELCR or LTIM;
-// spurious IRQ7 / IRQ15 on INTA without a request. 8080/8085 mode and buffered mode are not
+// read select, poll, special mask mode; edge sensing (the rising edge is latched until INTA, as
+// in QEMU, so a short IrqLine::pulse() is an interrupt; the real chip wants the request held) or
+// level sensing per pin from ELCR or LTIM (a level request withdrawn before INTA gives the
+// default IR7); spurious IRQ7 / IRQ15 on INTA without a request. 8080/8085 mode and buffered mode are not
 // modeled (x86 mode is assumed; buffered mode changes nothing visible).
 #pragma once
 

@@ -118,15 +118,36 @@ TEST_CASE("Pic8259: edge-triggered requests latch once; ELCR level requests repe
     CHECK(r.in(0x4d1) == 0xde);
 }
 
-TEST_CASE("Pic8259: a request withdrawn before INTA gives spurious IRQ7 without ISR") {
+TEST_CASE("Pic8259: a level request withdrawn before INTA gives spurious IRQ7 without ISR") {
     Rig r;
     r.init();
+    r.out(0x4d0, 0x08);  // IRQ3 level-sensitive
     r.pic.set_irq(3, true);
     CHECK(r.intr.level);
     r.pic.set_irq(3, false);
     CHECK_FALSE(r.intr.level);
     CHECK(r.pic.acknowledge() == 0x37);  // the CPU had already started INTA
     CHECK(r.isr(0x20) == 0x00);
+    // The same on the slave: IR2 is taken on the master, the slave answers IR7 (IRQ15).
+    r.out(0x4d1, 0x08);  // IRQ11 level-sensitive
+    r.out(0x20, 0x0a);
+    r.pic.set_irq(11, true);
+    CHECK(r.in(0x20) == 0x04);
+    r.out(0xa1, 0x08);  // masked on the slave after the master latched the cascade request
+    CHECK(r.intr.level);
+    CHECK(r.pic.acknowledge() == 0x3f);  // spurious IRQ15: the slave answers with IR7
+    CHECK(r.isr(0x20) == 0x04);          // the master's cascade input is in service
+    CHECK(r.isr(0xa0) == 0x00);
+}
+
+TEST_CASE("Pic8259: an edge pulse is latched until INTA") {
+    Rig r;
+    r.init();
+    r.pic.set_irq(3, true);
+    r.pic.set_irq(3, false);
+    CHECK(r.intr.level);
+    CHECK(r.pic.acknowledge() == 0x33);
+    CHECK(r.isr(0x20) == 0x08);
 }
 
 TEST_CASE("Pic8259: cascade through IR2 with the slave supplying the vector") {
