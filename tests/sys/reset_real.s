@@ -119,6 +119,40 @@ after_gp:
     CHECK F_IP, (gp_insn-base), 37
     CHECK F_COUNT, 5, 38
 
+    # ---- far CALL/RET in real mode: CS:IP pushed as two words, RETF imm pops the argument ----
+    movzwl %sp, %ebx
+    pushw $0x1234
+    lcall $0xf000, $(far_func - base)
+far_ret_site:
+    CHECKR %esi, %ebx, 50  # far_func saw SP = start - 2 (argument) - 4 (CS:IP)
+    mov %sp, %ax
+    cmp %ax, %bx
+    je 1f
+    EXIT 51
+1:  CHECK %ecx, 0xf000, 52                 # pushed CS
+    CHECK %edx, (far_ret_site-base), 53     # pushed IP
+
+    # ---- string port I/O: REP INSB from a port without a device reads 0xFF bytes ----
+    movl $0, SCRATCH
+    movl $0x11111111, SCRATCH+4
+    xor %ax, %ax
+    mov %ax, %es
+    mov $SCRATCH, %di
+    mov $4, %cx
+    mov $0x80, %dx
+    cld
+    rep insb
+    CHECK SCRATCH, 0xffffffff, 54
+    CHECK SCRATCH+4, 0x11111111, 55        # exactly four bytes
+    movzwl %cx, %eax
+    CHECK %eax, 0, 56
+    movzwl %di, %eax
+    CHECK %eax, SCRATCH+4, 57
+    mov $(msg - base), %si
+    mov $(msg_end - msg), %cx
+    mov $PORT_LOG, %dx
+    cs rep outsb                           # "real mode\n" to the log
+
     # ---- unreal mode: FS keeps a 4 GiB limit loaded in protected mode ----
     lgdtl %cs:(gdt_ptr - base)
     mov %cr0, %eax
@@ -141,6 +175,16 @@ after_ds:
     CHECK F_COUNT, 6, 42
     CHECK F_VEC, 13, 43
     PASS
+
+far_func:
+    # [sp] = IP, [sp+2] = CS, [sp+4] = the argument
+    mov %sp, %si
+    movzwl %si, %esi
+    add $6, %esi
+    mov %sp, %bp
+    movzwl 2(%bp), %ecx
+    movzwl (%bp), %edx
+    lret $2
 
 # ---- handlers ----
 rm_vec0:  pushw $0
@@ -180,6 +224,9 @@ rm_common:
     add $2, %sp
     iret
 
+msg:
+    .ascii "real mode\n"
+msg_end:
     .balign 8
 gdt:
     .quad 0
