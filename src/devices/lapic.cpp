@@ -67,13 +67,13 @@ void Lapic::set_tsc_offset(uint64_t offset) {
 
 uint8_t Lapic::ppr() const {
     int isrv = std::max(vhighest(s_.isr), 0);
-    return (s_.tpr >> 4) >= unsigned(isrv >> 4) ? uint8_t(s_.tpr) : uint8_t(isrv & 0xf0);
+    return (s_.tpr >> 4) >= unsigned(isrv >> 4) ? uint8_t(s_.tpr) : uint8_t(isrv & kPriorityClass);
 }
 
 uint8_t Lapic::arbitration_priority() const {
     unsigned irrv = unsigned(std::max(vhighest(s_.irr), 0)), isrv = unsigned(std::max(vhighest(s_.isr), 0));
     if ((s_.tpr >> 4) >= (irrv >> 4) && (s_.tpr >> 4) > (isrv >> 4)) return uint8_t(s_.tpr);
-    return uint8_t(std::max({s_.tpr & 0xf0, isrv & 0xf0, irrv & 0xf0}));
+    return uint8_t(std::max({s_.tpr & kPriorityClass, isrv & kPriorityClass, irrv & kPriorityClass}));
 }
 
 // The PIC's interrupt reaches the core through LINT0 in ExtINT mode, through an ExtINT message,
@@ -88,7 +88,7 @@ bool Lapic::extint_ready() const {
 bool Lapic::has_interrupt() const {
     if (hw_enabled() && sw_enabled()) {
         int v = vhighest(s_.irr);
-        if (v >= 0 && unsigned(v & 0xf0) > unsigned(ppr() & 0xf0)) return true;  // 10.8.3.1
+        if (v >= 0 && (unsigned(v) & kPriorityClass) > (ppr() & kPriorityClass)) return true;  // 10.8.3.1
     }
     return extint_ready();
 }
@@ -96,7 +96,7 @@ bool Lapic::has_interrupt() const {
 int Lapic::acknowledge() {
     if (hw_enabled() && sw_enabled()) {
         int v = vhighest(s_.irr);
-        if (v >= 0 && unsigned(v & 0xf0) > unsigned(ppr() & 0xf0)) {
+        if (v >= 0 && (unsigned(v) & kPriorityClass) > (ppr() & kPriorityClass)) {
             vclear(s_.irr, unsigned(v));
             vset(s_.isr, unsigned(v));
             update_intr();

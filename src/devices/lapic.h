@@ -57,6 +57,11 @@ constexpr unsigned kId = 0x20, kVersion = 0x30, kTpr = 0x80, kApr = 0x90, kPpr =
                    kLvtLint1 = 0x360, kLvtError = 0x370, kTimerInitial = 0x380, kTimerCurrent = 0x390,
                    kTimerDivide = 0x3e0, kSelfIpi = 0x3f0;
 constexpr unsigned kPageSize = 0x1000;
+constexpr unsigned kRegOffsetMask = 0xff0, kRegByteMask = 0xf;  // 32-bit registers on 16-byte slots
+constexpr unsigned kVecRegsSpan = 0x80;  // ISR/TMR/IRR: eight 32-bit registers each
+constexpr uint32_t kPriorityClass = 0xf0;  // vector / priority bits 7:4 (10.8.3.1)
+constexpr uint32_t kXapicDestMask = 0xff000000;  // ID, LDR logical ID, ICR destination: bits 31:24
+constexpr uint32_t kDivideMask = 0xb;  // divide configuration bits 3, 1, 0 (10.5.4)
 // MSRs (10.4.4, 10.5.4.1, 10.12.1.2).
 constexpr uint32_t kMsrApicBase = 0x1b, kMsrTscDeadline = 0x6e0, kMsrX2apicFirst = 0x800,
                    kMsrX2apicLast = 0x8ff;

@@ -35,16 +35,16 @@ constexpr uint64_t kMaxCatchUpNs = 1'000'000;
 
 uint64_t Lapic::read(uint64_t offset, unsigned size) {
     if (!mmio_enabled()) return all_ones(size);
-    unsigned byte = unsigned(offset & 0xf);
+    unsigned byte = unsigned(offset & kRegByteMask);
     uint64_t v = 0;
-    if (byte >= 4 || !read_reg(unsigned(offset & 0xff0), &v)) return 0;
+    if (byte >= 4 || !read_reg(unsigned(offset & kRegOffsetMask), &v)) return 0;
     v = uint32_t(v) >> (8 * byte);
     return size >= 4 ? v : v & all_ones(size);
 }
 
 void Lapic::write(uint64_t offset, unsigned size, uint64_t value) {
-    if (!mmio_enabled() || (offset & 0xf) || size < 4) return;
-    write_reg(unsigned(offset & 0xff0), uint32_t(value), false);
+    if (!mmio_enabled() || (offset & kRegByteMask) || size < 4) return;
+    write_reg(unsigned(offset & kRegOffsetMask), uint32_t(value), false);
 }
 
 // ---- MSRs ----
@@ -116,7 +116,7 @@ bool Lapic::msr_write(uint32_t msr, uint64_t value) {
     case kRrd:
         return false;  // read-only or absent
     default:
-        if (off >= kIsr && off < kIrr + 0x80) return false;
+        if (off >= kIsr && off < kIrr + kVecRegsSpan) return false;
         break;
     }
     return write_reg(off, value, true);
@@ -125,9 +125,9 @@ bool Lapic::msr_write(uint32_t msr, uint64_t value) {
 // ---- the register file ----
 
 bool Lapic::read_reg(unsigned off, uint64_t* v) {
-    if (off >= kIsr && off < kIsr + 0x80) return *v = s_.isr[(off - kIsr) >> 4], true;
-    if (off >= kTmr && off < kTmr + 0x80) return *v = s_.tmr[(off - kTmr) >> 4], true;
-    if (off >= kIrr && off < kIrr + 0x80) return *v = s_.irr[(off - kIrr) >> 4], true;
+    if (off >= kIsr && off < kIsr + kVecRegsSpan) return *v = s_.isr[(off - kIsr) >> 4], true;
+    if (off >= kTmr && off < kTmr + kVecRegsSpan) return *v = s_.tmr[(off - kTmr) >> 4], true;
+    if (off >= kIrr && off < kIrr + kVecRegsSpan) return *v = s_.irr[(off - kIrr) >> 4], true;
     unsigned lvt = lvt_of(off);
     if (lvt < kLvtCount) return *v = s_.lvt[lvt], true;
     switch (off) {
@@ -169,7 +169,7 @@ bool Lapic::write_reg(unsigned off, uint64_t value, bool from_msr) {
         update_intr();
         return true;
     case kEoi: eoi(); return true;
-    case kLdr: s_.ldr = v & 0xff000000; return true;
+    case kLdr: s_.ldr = v & kXapicDestMask; return true;
     case kDfr: s_.dfr = v | ~kDfrModelMask; return true;
     case kSvr:
         s_.svr = v & kSvrWritable;
@@ -185,7 +185,7 @@ bool Lapic::write_reg(unsigned off, uint64_t value, bool from_msr) {
         s_.icr_lo = v & ~kIcrPending;
         send_ipi();
         return true;
-    case kIcrHi: s_.icr_hi = v & 0xff000000; return true;
+    case kIcrHi: s_.icr_hi = v & kXapicDestMask; return true;
     case kTimerInitial:
         if (timer_mode() == kTscDeadline) return true;  // ignored in TSC-deadline mode
         s_.timer_initial = v;
@@ -195,7 +195,7 @@ bool Lapic::write_reg(unsigned off, uint64_t value, bool from_msr) {
         uint64_t now = clock_.now();
         uint32_t cur = current_count(now);
         bool running = s_.timer_running;
-        s_.timer_divide = v & 0xb;
+        s_.timer_divide = v & kDivideMask;
         if (running) start_timer(cur, now);  // keep counting from here at the new rate
         return true;
     }

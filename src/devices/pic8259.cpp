@@ -171,7 +171,7 @@ void Pic8259::write_port(unsigned c, unsigned offset, uint8_t v) {
         switch (k.init_step) {
         case 0: k.imr = v; break;  // OCW1
         case 1:                    // ICW2: vector base (x86 mode: T7..T3)
-            k.base = v & 0xf8;
+            k.base = v & kIcw2BaseMask;
             k.init_step = !k.single ? 2 : k.init4 ? 3 : 0;
             break;
         case 2:  // ICW3: slave bitmap (master) or slave ID (slave)

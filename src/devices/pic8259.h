@@ -30,6 +30,7 @@ namespace pic {
 // ICW1 (A0 = 0, D4 = 1).
 constexpr uint8_t kIcw1Ic4 = 0x01, kIcw1Single = 0x02, kIcw1Ltim = 0x08, kIcw1Init = 0x10;
 // ICW4.
+constexpr uint8_t kIcw2BaseMask = 0xf8;  // T7..T3: the low 3 bits come from the IR level
 constexpr uint8_t kIcw4Aeoi = 0x02, kIcw4Sfnm = 0x10;
 // OCW2 (A0 = 0, D4 = D3 = 0): R SL EOI in bits 7..5, level in bits 2..0.
 constexpr uint8_t kOcw3Select = 0x08;  // D3 = 1 with D4 = 0: OCW3

@@ -206,7 +206,7 @@ void Pit8254::control(uint8_t v, uint64_t tick) {
     if (rw == kRwLatch) return latch_count(c, tick);
     // A control word resets the channel: OUT to its initial state, counting stops until a count
     // is written ("Write Operations").
-    c.control = v & 0x3f;
+    c.control = v & kControlStatusMask;
     c.rw = uint8_t(rw);
     c.mode = (v >> kModeShift) & 7;
     if (c.mode > 5) c.mode -= 4;

@@ -32,6 +32,7 @@ constexpr unsigned kControl = 3;  // offset of the control word register
 // Control word (datasheet "Control Word Format"): SC1 SC0 RW1 RW0 M2 M1 M0 BCD.
 constexpr unsigned kScShift = 6, kRwShift = 4, kModeShift = 1;
 constexpr uint8_t kBcd = 0x01;
+constexpr uint8_t kControlStatusMask = 0x3f;  // RW, mode, BCD: echoed in the status byte
 constexpr unsigned kScReadBack = 3;
 constexpr unsigned kRwLatch = 0, kRwLsb = 1, kRwMsb = 2, kRwWord = 3;
 // Read-back command ("Read-Back Command"): bit 5 = !COUNT, bit 4 = !STATUS, bits 3..1 = CNT2..0.

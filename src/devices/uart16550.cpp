@@ -160,7 +160,7 @@ uint8_t Uart16550::read8(unsigned offset) {
     case kIirFcr: {
         uint8_t v = iir();
         // Reading IIR while it reports THR empty clears that interrupt (8.6.3, Table IV).
-        if ((v & 0x0f) == kIirThre) {
+        if ((v & kIirIdMask) == kIirThre) {
             s_.thre_pending = false;
             update_irq();
         }
@@ -207,7 +207,7 @@ void Uart16550::write8(unsigned offset, uint8_t value) {
     case kIirFcr: {
         bool was = fifo_enabled();
         // FCR0 must be set for the other bits to be written (8.6.2); changing FCR0 clears the FIFOs.
-        s_.fcr = (value & kFcrEnable) ? uint8_t(value & (kFcrEnable | kFcrDmaMode | 0xc0)) : 0;
+        s_.fcr = (value & kFcrEnable) ? uint8_t(value & (kFcrEnable | kFcrDmaMode | kFcrTriggerMask)) : 0;
         if (was != fifo_enabled() || (value & kFcrClearRx)) {
             s_.rx_count = 0;
             s_.rx_head = 0;

@@ -42,10 +42,10 @@ constexpr unsigned kRegCount = 8;
 constexpr uint8_t kIerRda = 0x01, kIerThre = 0x02, kIerRls = 0x04, kIerMsi = 0x08, kIerMask = 0x0f;
 // IIR (8.6.3, Table IV): bit 0 = no interrupt pending, bits 1..3 = source, bits 6..7 = FIFOs on.
 constexpr uint8_t kIirNone = 0x01, kIirMsi = 0x00, kIirThre = 0x02, kIirRda = 0x04, kIirRls = 0x06,
-                  kIirTimeout = 0x0c, kIirFifo = 0xc0;
+                  kIirTimeout = 0x0c, kIirFifo = 0xc0, kIirIdMask = 0x0f;
 // FCR (8.6.2).
 constexpr uint8_t kFcrEnable = 0x01, kFcrClearRx = 0x02, kFcrClearTx = 0x04, kFcrDmaMode = 0x08,
-                  kFcrTriggerShift = 6;
+                  kFcrTriggerMask = 0xc0, kFcrTriggerShift = 6;
 // LCR (8.6.1).
 constexpr uint8_t kLcrWordMask = 0x03, kLcrStop = 0x04, kLcrParity = 0x08, kLcrBreak = 0x40, kLcrDlab = 0x80;
 // MCR (8.6.5): bits 5..7 read as 0.
