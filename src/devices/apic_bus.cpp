@@ -14,10 +14,10 @@ void ApicBus::deliver(const ApicMessage& msg) {
         bool self = l == msg.source;
         bool take;
         switch (msg.shorthand) {
-        case apic::kSelf: take = self; break;
-        case apic::kAllIncludingSelf: take = true; break;
-        case apic::kAllExcludingSelf: take = !self; break;
-        default: take = l->matches(msg); break;
+            case apic::kSelf: take = self; break;
+            case apic::kAllIncludingSelf: take = true; break;
+            case apic::kAllExcludingSelf: take = !self; break;
+            default: take = l->matches(msg); break;
         }
         if (take && n < 64) chosen[n++] = l;
     }
@@ -29,7 +29,8 @@ void ApicBus::deliver(const ApicMessage& msg) {
         for (unsigned i = 0; i < n; i++) {
             Lapic* l = chosen[i];
             if (!best || (l->sw_enabled() && !best->sw_enabled()) ||
-                (l->sw_enabled() == best->sw_enabled() && l->arbitration_priority() < best->arbitration_priority()))
+                (l->sw_enabled() == best->sw_enabled() &&
+                 l->arbitration_priority() < best->arbitration_priority()))
                 best = l;
         }
         best->accept(msg);

@@ -25,7 +25,13 @@ class Lapic;
 namespace apic {
 // Delivery modes (ICR bits 10:8, I/O APIC redirection entry bits 10:8).
 enum DeliveryMode : uint8_t {
-    kFixed = 0, kLowestPriority = 1, kSmi = 2, kNmi = 4, kInit = 5, kStartup = 6, kExtInt = 7,
+    kFixed = 0,
+    kLowestPriority = 1,
+    kSmi = 2,
+    kNmi = 4,
+    kInit = 5,
+    kStartup = 6,
+    kExtInt = 7,
 };
 // ICR destination shorthands (bits 19:18).
 enum Shorthand : uint8_t { kNoShorthand = 0, kSelf = 1, kAllIncludingSelf = 2, kAllExcludingSelf = 3 };
@@ -46,19 +52,19 @@ struct ApicMessage {
 };
 
 class ApicSink {
-public:
+   public:
     virtual ~ApicSink() = default;
     virtual void deliver(const ApicMessage& msg) = 0;
 };
 
 class EoiListener {
-public:
+   public:
     virtual ~EoiListener() = default;
     virtual void eoi(uint8_t vector) = 0;
 };
 
 class ApicBus : public ApicSink, public EoiListener {
-public:
+   public:
     void add_lapic(Lapic* l) { lapics_.push_back(l); }
     void add_eoi_listener(EoiListener* l) { listeners_.push_back(l); }
     const std::vector<Lapic*>& lapics() const { return lapics_; }
@@ -68,7 +74,7 @@ public:
         for (EoiListener* l : listeners_) l->eoi(vector);
     }
 
-private:
+   private:
     std::vector<Lapic*> lapics_;
     std::vector<EoiListener*> listeners_;
 };

@@ -48,7 +48,8 @@ uint64_t AddressBus::read(uint64_t addr, unsigned size) {
 
 void AddressBus::write(uint64_t addr, unsigned size, uint64_t value) {
     const Mapping* m = find(addr);
-    if (m && addr - m->base + size <= m->size) return m->device->write(addr - m->base, size, value & all_ones(size));
+    if (m && addr - m->base + size <= m->size)
+        return m->device->write(addr - m->base, size, value & all_ones(size));
     if (size == 1) return;
     for (unsigned i = 0; i < size; i++) write(addr + i, 1, (value >> (8 * i)) & 0xff);
 }

@@ -19,12 +19,12 @@
 namespace m86::dev {
 
 class BusError : public std::runtime_error {
-public:
+   public:
     using std::runtime_error::runtime_error;
 };
 
 class AddressBus {
-public:
+   public:
     struct Mapping {
         uint64_t base, size;
         Device* device;
@@ -44,21 +44,21 @@ public:
     uint64_t read(uint64_t addr, unsigned size);
     void write(uint64_t addr, unsigned size, uint64_t value);
 
-private:
+   private:
     std::string what_;
     uint64_t space_;
     std::vector<Mapping> maps_;  // sorted by base
 };
 
 class IoBus : public AddressBus {
-public:
+   public:
     IoBus() : AddressBus("I/O port", 0x10000) {}
     uint32_t in(uint16_t port, unsigned size) { return uint32_t(read(port, size)); }
     void out(uint16_t port, unsigned size, uint32_t value) { write(port, size, value); }
 };
 
 class MmioBus : public AddressBus {
-public:
+   public:
     MmioBus() : AddressBus("MMIO", 0) {}
 };
 

@@ -10,7 +10,7 @@ namespace m86::dev {
 
 namespace {
 class SystemHostTime : public HostTime {
-public:
+   public:
     uint64_t monotonic_ns() override {
         return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                             std::chrono::steady_clock::now().time_since_epoch())
@@ -47,12 +47,12 @@ uint64_t Clock::now() const {
 }
 
 void Clock::advance(uint64_t instructions) {
-    if (cfg_.mode == ClockMode::Deterministic) ps_ += (unsigned __int128)instructions * cfg_.ps_per_instruction;
+    if (cfg_.mode == ClockMode::Deterministic)
+        ps_ += (unsigned __int128)instructions * cfg_.ps_per_instruction;
 }
 
 void Clock::idle_until(uint64_t t) {
-    if (cfg_.mode == ClockMode::Deterministic && t != kNever && t > now())
-        ps_ = (unsigned __int128)t * 1000;
+    if (cfg_.mode == ClockMode::Deterministic && t != kNever && t > now()) ps_ = (unsigned __int128)t * 1000;
 }
 
 void Clock::arm(Timer* t) {
@@ -77,8 +77,8 @@ unsigned Clock::run_due() {
     for (;;) {
         Timer* best = nullptr;
         for (Timer* t : armed_)
-            if (t->deadline_ <= n &&
-                (!best || t->deadline_ < best->deadline_ || (t->deadline_ == best->deadline_ && t->seq_ < best->seq_)))
+            if (t->deadline_ <= n && (!best || t->deadline_ < best->deadline_ ||
+                                      (t->deadline_ == best->deadline_ && t->seq_ < best->seq_)))
                 best = t;
         if (!best) break;
         uint64_t when = best->deadline_;

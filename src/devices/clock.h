@@ -34,16 +34,14 @@ constexpr uint64_t kNever = ~0ull;
 constexpr uint64_t kNsPerSec = 1'000'000'000ull;
 
 // floor(a * b / c) and ceil(a * b / c) without overflow (a * b up to 128 bits).
-inline uint64_t muldiv(uint64_t a, uint64_t b, uint64_t c) {
-    return uint64_t((unsigned __int128)a * b / c);
-}
+inline uint64_t muldiv(uint64_t a, uint64_t b, uint64_t c) { return uint64_t((unsigned __int128)a * b / c); }
 inline uint64_t muldiv_ceil(uint64_t a, uint64_t b, uint64_t c) {
     return uint64_t(((unsigned __int128)a * b + c - 1) / c);
 }
 
 // The host services the clock needs (the board passes the host layer's implementation).
 class HostTime {
-public:
+   public:
     virtual ~HostTime() = default;
     virtual uint64_t monotonic_ns() = 0;  // any origin, never decreasing
     virtual uint64_t wall_ns() = 0;       // Unix time (UTC) in nanoseconds
@@ -67,7 +65,7 @@ struct ClockConfig {
 class Timer;
 
 class Clock {
-public:
+   public:
     explicit Clock(const ClockConfig& cfg = {}, HostTime* host = &system_host_time());
     Clock(const Clock&) = delete;
     Clock& operator=(const Clock&) = delete;
@@ -94,7 +92,7 @@ public:
     // Returns the number of callbacks run.
     unsigned run_due();
 
-private:
+   private:
     friend class Timer;
     void arm(Timer* t);
     void disarm(Timer* t);
@@ -102,17 +100,17 @@ private:
 
     ClockConfig cfg_;
     HostTime* host_;
-    uint64_t host_origin_ = 0;        // realtime: host monotonic time at virtual 0
-    unsigned __int128 ps_ = 0;        // deterministic: virtual time in picoseconds
+    uint64_t host_origin_ = 0;  // realtime: host monotonic time at virtual 0
+    unsigned __int128 ps_ = 0;  // deterministic: virtual time in picoseconds
     uint64_t wall_epoch_ns_ = 0;
-    mutable uint64_t last_now_ = 0;   // realtime: keeps now() monotonic even if the host hiccups
+    mutable uint64_t last_now_ = 0;  // realtime: keeps now() monotonic even if the host hiccups
     uint64_t next_deadline_ = kNever;
     uint64_t arm_seq_ = 0;
     std::vector<Timer*> armed_;
 };
 
 class Timer {
-public:
+   public:
     using Callback = std::function<void(uint64_t deadline)>;
     Timer(Clock& clock, Callback cb) : clock_(clock), cb_(std::move(cb)) {}
     ~Timer() { cancel(); }
@@ -125,7 +123,7 @@ public:
     uint64_t deadline() const { return armed_ ? deadline_ : kNever; }
     Clock& clock() const { return clock_; }
 
-private:
+   private:
     friend class Clock;
     Clock& clock_;
     Callback cb_;

@@ -33,7 +33,7 @@ namespace m86::dev {
 constexpr uint64_t all_ones(unsigned size) { return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1; }
 
 class Device {
-public:
+   public:
     virtual ~Device() = default;
     virtual uint64_t read(uint64_t offset, unsigned size) = 0;
     virtual void write(uint64_t offset, unsigned size, uint64_t value) = 0;
@@ -42,7 +42,7 @@ public:
 // A device of 8-bit registers (ISA-style chips: UART, PIC, PIT, RTC): a wider access is a sequence
 // of byte accesses at consecutive offsets, low byte first, as the ISA bus splits it.
 class ByteDevice : public Device {
-public:
+   public:
     virtual uint8_t read8(unsigned offset) = 0;
     virtual void write8(unsigned offset, uint8_t value) = 0;
 
@@ -58,7 +58,7 @@ public:
 
 // The input side of interrupt lines: a controller with numbered input pins.
 class IrqSink {
-public:
+   public:
     virtual ~IrqSink() = default;
     // Drive input `pin` to `level` (true = asserted). Controllers detect edges themselves.
     virtual void set_irq(unsigned pin, bool level) = 0;
@@ -85,14 +85,14 @@ struct IrqLine {
 // Fans inputs out to several lines: the board's GSI router (ISA IRQ n -> PIC pin n and IOAPIC pin
 // n, with IRQ0 -> IOAPIC pin 2), or LINT0 of every LAPIC.
 class IrqFanout : public IrqSink {
-public:
+   public:
     void connect(unsigned pin, IrqLine out) { routes_.push_back({pin, out}); }
     void set_irq(unsigned pin, bool level) override {
         for (const auto& r : routes_)
             if (r.pin == pin) r.out.set(level);
     }
 
-private:
+   private:
     struct Route {
         unsigned pin;
         IrqLine out;
@@ -102,7 +102,7 @@ private:
 
 // A CPU-facing interrupt controller (the PIC's INTR/INTA interface).
 class InterruptController {
-public:
+   public:
     virtual ~InterruptController() = default;
     virtual bool has_interrupt() const = 0;
     // The INTA cycle: returns the vector to take (a spurious vector if the request went away).
@@ -112,7 +112,7 @@ public:
 // Guest physical memory as seen by a DMA-capable device. All calls return false (and do nothing)
 // unless [addr, addr + len) lies entirely in guest RAM.
 class DmaMemory {
-public:
+   public:
     virtual ~DmaMemory() = default;
     virtual bool read(uint64_t addr, void* dst, uint64_t len) = 0;
     virtual bool write(uint64_t addr, const void* src, uint64_t len) = 0;
@@ -123,7 +123,7 @@ public:
 // the board builds from its RAM layout (below 3 GiB, and from 4 GiB). A range may span adjacent
 // regions only if they are contiguous in guest physical space.
 class RamDma : public DmaMemory {
-public:
+   public:
     void add_region(uint64_t gpa, uint8_t* host, uint64_t size) { regions_.push_back({gpa, host, size}); }
 
     bool read(uint64_t addr, void* dst, uint64_t len) override {
@@ -144,7 +144,7 @@ public:
         return true;
     }
 
-private:
+   private:
     struct Region {
         uint64_t gpa;
         uint8_t* host;
@@ -165,7 +165,8 @@ private:
         }
         return true;
     }
-    template <class F> void walk(uint64_t addr, uint64_t len, F f) const {
+    template <class F>
+    void walk(uint64_t addr, uint64_t len, F f) const {
         while (len) {
             const Region* r = find(addr);
             uint64_t n = std::min(len, r->size - (addr - r->gpa));

@@ -24,7 +24,9 @@ std::vector<uint8_t> le_bytes(uint64_t v, unsigned n) {
     return out;
 }
 // A value the guest wrote to a big-endian register through a little-endian port.
-uint64_t from_be(uint64_t v, unsigned size) { return size == 8 ? __builtin_bswap64(v) : __builtin_bswap32(uint32_t(v)); }
+uint64_t from_be(uint64_t v, unsigned size) {
+    return size == 8 ? __builtin_bswap64(v) : __builtin_bswap32(uint32_t(v));
+}
 }  // namespace
 
 FwCfg::FwCfg(DmaMemory* dma) : dma_mem_(dma) {
@@ -61,10 +63,12 @@ void FwCfg::set_string(uint16_t key, const std::string& s) {
 uint16_t FwCfg::add_file(const std::string& name, std::vector<uint8_t> data, bool writable) {
     if (name.empty() || name.size() >= kMaxFilePath)
         throw std::invalid_argument("fw_cfg: file name '" + name + "' is empty or longer than 55 bytes");
-    if (files_.size() >= kFileSlots) throw std::invalid_argument("fw_cfg: no free file slot for '" + name + "'");
+    if (files_.size() >= kFileSlots)
+        throw std::invalid_argument("fw_cfg: no free file slot for '" + name + "'");
     auto at = std::lower_bound(files_.begin(), files_.end(), name,
                                [](const File& f, const std::string& n) { return f.name < n; });
-    if (at != files_.end() && at->name == name) throw std::invalid_argument("fw_cfg: duplicate file '" + name + "'");
+    if (at != files_.end() && at->name == name)
+        throw std::invalid_argument("fw_cfg: duplicate file '" + name + "'");
     at = files_.insert(at, File{name, Item{std::move(data), writable}});
     rebuild_directory();
     return uint16_t(kFileFirst + (at - files_.begin()));
@@ -129,7 +133,8 @@ void FwCfg::IoPort::write(uint64_t, unsigned size, uint64_t value) {
 
 uint64_t FwCfg::DmaPort::read(uint64_t offset, unsigned size) {
     uint64_t v = 0;
-    for (unsigned i = 0; i < size && offset + i < 8; i++) v |= uint64_t(uint8_t(kDmaSignature[offset + i])) << (8 * i);
+    for (unsigned i = 0; i < size && offset + i < 8; i++)
+        v |= uint64_t(uint8_t(kDmaSignature[offset + i])) << (8 * i);
     return v;
 }
 
@@ -176,7 +181,8 @@ void FwCfg::dma_transfer() {
             len = std::min<uint64_t>(length, avail);
             if (read && !dma_mem_->write(addr, it->data.data() + s_.offset, len)) result |= kDmaError;
             // A write must fit the item entirely and the item must be writable.
-            if (write && (!it->writable || len != length || !dma_mem_->read(addr, it->data.data() + s_.offset, len)))
+            if (write &&
+                (!it->writable || len != length || !dma_mem_->read(addr, it->data.data() + s_.offset, len)))
                 result |= kDmaError;
             s_.offset += uint32_t(len);
         }

@@ -36,19 +36,43 @@ namespace m86::dev {
 namespace fwcfg {
 // Selector keys.
 enum Key : uint16_t {
-    kSignature = 0x00, kId = 0x01, kUuid = 0x02, kRamSize = 0x03, kNoGraphic = 0x04, kNbCpus = 0x05,
-    kMachineId = 0x06, kKernelAddr = 0x07, kKernelSize = 0x08, kKernelCmdline = 0x09, kInitrdAddr = 0x0a,
-    kInitrdSize = 0x0b, kBootDevice = 0x0c, kNuma = 0x0d, kBootMenu = 0x0e, kMaxCpus = 0x0f,
-    kKernelEntry = 0x10, kKernelData = 0x11, kInitrdData = 0x12, kCmdlineAddr = 0x13, kCmdlineSize = 0x14,
-    kCmdlineData = 0x15, kSetupAddr = 0x16, kSetupSize = 0x17, kSetupData = 0x18, kFileDir = 0x19,
+    kSignature = 0x00,
+    kId = 0x01,
+    kUuid = 0x02,
+    kRamSize = 0x03,
+    kNoGraphic = 0x04,
+    kNbCpus = 0x05,
+    kMachineId = 0x06,
+    kKernelAddr = 0x07,
+    kKernelSize = 0x08,
+    kKernelCmdline = 0x09,
+    kInitrdAddr = 0x0a,
+    kInitrdSize = 0x0b,
+    kBootDevice = 0x0c,
+    kNuma = 0x0d,
+    kBootMenu = 0x0e,
+    kMaxCpus = 0x0f,
+    kKernelEntry = 0x10,
+    kKernelData = 0x11,
+    kInitrdData = 0x12,
+    kCmdlineAddr = 0x13,
+    kCmdlineSize = 0x14,
+    kCmdlineData = 0x15,
+    kSetupAddr = 0x16,
+    kSetupSize = 0x17,
+    kSetupData = 0x18,
+    kFileDir = 0x19,
     kFileFirst = 0x20,
     // x86 arch-local keys (FW_CFG_ARCH_LOCAL + n, hw/i386/fw_cfg.h).
-    kAcpiTables = 0x8000, kSmbiosEntries = 0x8001, kIrq0Override = 0x8002, kE820Table = 0x8003,
+    kAcpiTables = 0x8000,
+    kSmbiosEntries = 0x8001,
+    kIrq0Override = 0x8002,
+    kE820Table = 0x8003,
     kHpet = 0x8004,
 };
 constexpr uint16_t kWriteChannel = 0x4000, kArchLocal = 0x8000, kEntryMask = 0x3fff, kInvalid = 0xffff;
-constexpr unsigned kFileSlots = 0x20;  // QEMU's default x-file-slots
-constexpr unsigned kMaxFilePath = 56;  // including the terminating NUL
+constexpr unsigned kFileSlots = 0x20;    // QEMU's default x-file-slots
+constexpr unsigned kMaxFilePath = 56;    // including the terminating NUL
 constexpr unsigned kFileEntrySize = 64;  // be32 size, be16 select, u16 reserved, name[56]
 // FW_CFG_ID bits.
 constexpr uint32_t kVersionTraditional = 0x01, kVersionDma = 0x02;
@@ -61,7 +85,7 @@ constexpr unsigned kDmaAddrHigh = 0, kDmaAddrLow = 4;
 }  // namespace fwcfg
 
 class FwCfg {
-public:
+   public:
     struct State {
         uint16_t selector = fwcfg::kSignature;
         uint32_t offset = 0;
@@ -93,7 +117,7 @@ public:
     const State& state() const { return s_; }
     void restore(const State& s) { s_ = s; }
 
-private:
+   private:
     struct Item {
         std::vector<uint8_t> data;
         bool writable = false;
@@ -103,13 +127,13 @@ private:
         Item item;
     };
     class IoPort : public Device {
-    public:
+       public:
         FwCfg* fw = nullptr;
         uint64_t read(uint64_t offset, unsigned size) override;
         void write(uint64_t offset, unsigned size, uint64_t value) override;
     };
     class DmaPort : public Device {
-    public:
+       public:
         FwCfg* fw = nullptr;
         uint64_t read(uint64_t offset, unsigned size) override;
         void write(uint64_t offset, unsigned size, uint64_t value) override;

@@ -14,7 +14,7 @@ uint64_t Ioapic::read(uint64_t offset, unsigned size) {
     else if (offset >= kWindow && offset < kWindow + 4)
         v = read_reg(s_.select);
     else
-        return 0;  // unimplemented offsets of the 4 KiB page read as 0
+        return 0;                               // unimplemented offsets of the 4 KiB page read as 0
     unsigned shift = 8 * unsigned(offset & 3);  // narrow reads see their byte lanes
     return size >= 4 ? v : (v >> shift) & all_ones(size);
 }
@@ -30,9 +30,9 @@ void Ioapic::write(uint64_t offset, unsigned size, uint64_t value) {
 
 uint32_t Ioapic::read_reg(uint8_t index) const {
     switch (index) {
-    case kId: return s_.id;
-    case kVersion: return kVersionValue;
-    case kArb: return s_.id;  // the arbitration ID is loaded from the APIC ID (3.2.3)
+        case kId: return s_.id;
+        case kVersion: return kVersionValue;
+        case kArb: return s_.id;  // the arbitration ID is loaded from the APIC ID (3.2.3)
     }
     if (index >= kRedirBase && index < kRedirBase + 2 * kPins) {
         uint64_t e = s_.redir[(index - kRedirBase) / 2];
@@ -49,8 +49,7 @@ void Ioapic::write_reg(uint8_t index, uint32_t value) {
     if (index < kRedirBase || index >= kRedirBase + 2 * kPins) return;  // VER, ARB: read-only
     unsigned pin = (index - kRedirBase) / 2;
     uint64_t& e = s_.redir[pin];
-    uint64_t v = (index & 1) ? (e & 0xffffffffull) | (uint64_t(value) << 32)
-                             : (e & ~0xffffffffull) | value;
+    uint64_t v = (index & 1) ? (e & 0xffffffffull) | (uint64_t(value) << 32) : (e & ~0xffffffffull) | value;
     e = (e & ~kWritable) | (v & kWritable);
     if (!(e & kLevel)) e &= ~kRemoteIrr;  // remote IRR is only meaningful for level pins
     service(pin);

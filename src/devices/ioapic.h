@@ -39,7 +39,7 @@ constexpr uint64_t kWritable = 0xff000000'0001afffull;
 }  // namespace ioapic
 
 class Ioapic : public Device, public IrqSink, public EoiListener {
-public:
+   public:
     struct State {
         uint8_t select = 0;
         uint32_t id = 0;  // IOAPICID register value
@@ -58,7 +58,7 @@ public:
     const State& state() const { return s_; }
     void restore(const State& s) { s_ = s; }
 
-private:
+   private:
     uint32_t read_reg(uint8_t index) const;
     void write_reg(uint8_t index, uint32_t value);
     void deliver(unsigned pin);

@@ -22,7 +22,12 @@ uint32_t lvt_mode(uint32_t lvt) { return (lvt >> kLvtModeShift) & 7; }
 
 Lapic::Lapic(Clock& clock, const LapicConfig& cfg, CpuPins* pins, ApicSink* ipi, EoiListener* eoi,
              InterruptController* extint)
-    : clock_(clock), cfg_(cfg), pins_(pins), ipi_(ipi), eoi_(eoi), extint_(extint),
+    : clock_(clock),
+      cfg_(cfg),
+      pins_(pins),
+      ipi_(ipi),
+      eoi_(eoi),
+      extint_(extint),
       timer_(clock, [this](uint64_t d) { on_timer(d); }) {
     reset();
 }
@@ -155,26 +160,26 @@ void Lapic::set_irr(uint8_t vector, bool level) {
 
 void Lapic::accept(const ApicMessage& m) {
     switch (m.delivery_mode) {
-    case apic::kFixed:
-    case apic::kLowestPriority:
-        if (m.vector < 16) return error(kEsrRecvIllegalVector);  // vectors 0-15 are illegal (10.5.3)
-        set_irr(m.vector, m.level);
-        break;
-    case apic::kNmi:
-        if (pins_) pins_->nmi();
-        break;
-    case apic::kInit:
-        if (m.level && !m.assert) break;  // INIT level de-assert: no effect (10.6.1)
-        if (pins_) pins_->init();
-        break;
-    case apic::kStartup:
-        if (pins_) pins_->sipi(m.vector);
-        break;
-    case apic::kExtInt:
-        s_.extint_pending = true;
-        update_intr();
-        break;
-    default: break;  // SMI is not modeled; mode 3 is reserved
+        case apic::kFixed:
+        case apic::kLowestPriority:
+            if (m.vector < 16) return error(kEsrRecvIllegalVector);  // vectors 0-15 are illegal (10.5.3)
+            set_irr(m.vector, m.level);
+            break;
+        case apic::kNmi:
+            if (pins_) pins_->nmi();
+            break;
+        case apic::kInit:
+            if (m.level && !m.assert) break;  // INIT level de-assert: no effect (10.6.1)
+            if (pins_) pins_->init();
+            break;
+        case apic::kStartup:
+            if (pins_) pins_->sipi(m.vector);
+            break;
+        case apic::kExtInt:
+            s_.extint_pending = true;
+            update_intr();
+            break;
+        default: break;  // SMI is not modeled; mode 3 is reserved
     }
 }
 
@@ -185,22 +190,22 @@ void Lapic::local_interrupt(unsigned idx) {
     // The timer and error entries have no delivery mode field: always fixed.
     uint32_t mode = (idx == kLvtIdxTimer || idx == kLvtIdxError) ? uint32_t(apic::kFixed) : lvt_mode(lvt);
     switch (mode) {
-    case apic::kFixed: {
-        uint8_t vector = uint8_t(lvt & kLvtVector);
-        if (vector < 16) return error(kEsrRecvIllegalVector);
-        bool level = (idx == kLvtIdxLint0 || idx == kLvtIdxLint1) && (lvt & kLvtLevel);
-        if (level) s_.lvt[idx] |= kLvtRemoteIrr;
-        set_irr(vector, level);
-        break;
-    }
-    case apic::kNmi:
-        if (pins_) pins_->nmi();
-        break;
-    case apic::kInit:
-        if (pins_) pins_->init();
-        break;
-    case apic::kExtInt: update_intr(); break;
-    default: break;  // SMI
+        case apic::kFixed: {
+            uint8_t vector = uint8_t(lvt & kLvtVector);
+            if (vector < 16) return error(kEsrRecvIllegalVector);
+            bool level = (idx == kLvtIdxLint0 || idx == kLvtIdxLint1) && (lvt & kLvtLevel);
+            if (level) s_.lvt[idx] |= kLvtRemoteIrr;
+            set_irr(vector, level);
+            break;
+        }
+        case apic::kNmi:
+            if (pins_) pins_->nmi();
+            break;
+        case apic::kInit:
+            if (pins_) pins_->init();
+            break;
+        case apic::kExtInt: update_intr(); break;
+        default: break;  // SMI
     }
 }
 

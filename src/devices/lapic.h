@@ -26,7 +26,8 @@
 // NMI, INIT, ExtINT), error LVT; x2APIC mode (32-bit ID, derived LDR, 64-bit ICR, SELF IPI).
 // As in QEMU, the BSP's LINT0 comes out of reset as ExtINT unmasked (virtual wire mode, what a
 // BIOS sets), and the PIC's interrupts pass through LINT0 while the APIC is software-disabled.
-// Thermal, performance-counter and CMCI LVTs are stored but never fire.
+// The thermal and performance-counter LVTs are stored but never fire; there is no CMCI LVT
+// (max LVT entry 5), so offset 0x2f0 is reserved.
 #pragma once
 
 #include <array>
@@ -40,7 +41,7 @@ namespace m86::dev {
 
 // The LAPIC's outputs to its processor core.
 class CpuPins {
-public:
+   public:
     virtual ~CpuPins() = default;
     virtual void set_intr(bool level) = 0;  // a maskable interrupt is (no longer) pending
     virtual void nmi() = 0;
@@ -58,10 +59,10 @@ constexpr unsigned kId = 0x20, kVersion = 0x30, kTpr = 0x80, kApr = 0x90, kPpr =
                    kTimerDivide = 0x3e0, kSelfIpi = 0x3f0;
 constexpr unsigned kPageSize = 0x1000;
 constexpr unsigned kRegOffsetMask = 0xff0, kRegByteMask = 0xf;  // 32-bit registers on 16-byte slots
-constexpr unsigned kVecRegsSpan = 0x80;  // ISR/TMR/IRR: eight 32-bit registers each
-constexpr uint32_t kPriorityClass = 0xf0;  // vector / priority bits 7:4 (10.8.3.1)
+constexpr unsigned kVecRegsSpan = 0x80;                         // ISR/TMR/IRR: eight 32-bit registers each
+constexpr uint32_t kPriorityClass = 0xf0;                       // vector / priority bits 7:4 (10.8.3.1)
 constexpr uint32_t kXapicDestMask = 0xff000000;  // ID, LDR logical ID, ICR destination: bits 31:24
-constexpr uint32_t kDivideMask = 0xb;  // divide configuration bits 3, 1, 0 (10.5.4)
+constexpr uint32_t kDivideMask = 0xb;            // divide configuration bits 3, 1, 0 (10.5.4)
 // MSRs (10.4.4, 10.5.4.1, 10.12.1.2).
 constexpr uint32_t kMsrApicBase = 0x1b, kMsrTscDeadline = 0x6e0, kMsrX2apicFirst = 0x800,
                    kMsrX2apicLast = 0x8ff;
@@ -78,15 +79,23 @@ constexpr uint32_t kLvtVector = 0xff, kLvtModeShift = 8, kLvtPending = 1u << 12,
                    kTimerModeShift = 17;
 enum TimerMode : uint32_t { kOneShot = 0, kPeriodic = 1, kTscDeadline = 2 };
 // ICR (10.6.1, Figure 10-12).
-constexpr uint32_t kIcrModeShift = 8, kIcrLogical = 1u << 11, kIcrPending = 1u << 12,
-                   kIcrAssert = 1u << 14, kIcrLevel = 1u << 15, kIcrShorthandShift = 18;
+constexpr uint32_t kIcrModeShift = 8, kIcrLogical = 1u << 11, kIcrPending = 1u << 12, kIcrAssert = 1u << 14,
+                   kIcrLevel = 1u << 15, kIcrShorthandShift = 18;
 // ESR (10.5.3, Figure 10-9).
 constexpr uint32_t kEsrSendIllegalVector = 1u << 5, kEsrRecvIllegalVector = 1u << 6;
 // DFR models (10.6.2.2).
 constexpr uint32_t kDfrFlat = 0xffffffff, kDfrModelMask = 0xf0000000;
 // Which LVT entry (index into State::lvt) sits at each LVT offset.
-enum Lvt : unsigned { kLvtIdxTimer, kLvtIdxThermal, kLvtIdxPerf, kLvtIdxLint0, kLvtIdxLint1, kLvtIdxError,
-                      kLvtIdxCmci, kLvtCount };
+enum Lvt : unsigned {
+    kLvtIdxTimer,
+    kLvtIdxThermal,
+    kLvtIdxPerf,
+    kLvtIdxLint0,
+    kLvtIdxLint1,
+    kLvtIdxError,
+    kLvtIdxCmci,
+    kLvtCount
+};
 constexpr unsigned kLint0 = 0, kLint1 = 1;  // IrqSink pin numbers
 // The timer's input clock (QEMU's APIC bus frequency); the board advertises what it configures.
 constexpr uint64_t kDefaultBusHz = 1'000'000'000;
@@ -100,7 +109,7 @@ struct LapicConfig {
 };
 
 class Lapic : public Device, public IrqSink {
-public:
+   public:
     using Vec256 = std::array<uint32_t, 8>;
     struct State {
         uint32_t id = 0;
@@ -116,7 +125,7 @@ public:
         uint32_t timer_start_count = 0;  // the count at timer_start
         uint64_t tsc_deadline = 0;
         bool lint_level[2] = {false, false};
-        bool extint_pending = false;     // an ExtINT message awaits the PIC's vector
+        bool extint_pending = false;  // an ExtINT message awaits the PIC's vector
     };
 
     Lapic(Clock& clock, const LapicConfig& cfg, CpuPins* pins, ApicSink* ipi, EoiListener* eoi,
@@ -142,8 +151,8 @@ public:
     void accept(const ApicMessage& m);
     uint8_t arbitration_priority() const;
 
-    void reset();       // power-on / machine reset
-    void init_reset();  // INIT: everything but the APIC ID and IA32_APIC_BASE
+    void reset();                          // power-on / machine reset
+    void init_reset();                     // INIT: everything but the APIC ID and IA32_APIC_BASE
     void set_tsc_offset(uint64_t offset);  // the guest's TSC = tsc.ticks(now) + offset
 
     uint32_t id() const { return s_.id; }
@@ -156,7 +165,7 @@ public:
     const State& state() const { return s_; }
     void restore(const State& s);
 
-private:
+   private:
     bool read_reg(unsigned off, uint64_t* v);
     bool write_reg(unsigned off, uint64_t v, bool from_msr);
     void write_lvt(unsigned idx, uint32_t v);

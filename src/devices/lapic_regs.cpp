@@ -9,13 +9,13 @@ using namespace lapic;
 namespace {
 unsigned lvt_of(unsigned off) {
     switch (off) {
-    case kLvtTimer: return kLvtIdxTimer;
-    case kLvtThermal: return kLvtIdxThermal;
-    case kLvtPerf: return kLvtIdxPerf;
-    case kLvtLint0: return kLvtIdxLint0;
-    case kLvtLint1: return kLvtIdxLint1;
-    case kLvtError: return kLvtIdxError;
-    default: return kLvtCount;
+        case kLvtTimer: return kLvtIdxTimer;
+        case kLvtThermal: return kLvtIdxThermal;
+        case kLvtPerf: return kLvtIdxPerf;
+        case kLvtLint0: return kLvtIdxLint0;
+        case kLvtLint1: return kLvtIdxLint1;
+        case kLvtError: return kLvtIdxError;
+        default: return kLvtCount;
     }
 }
 constexpr uint32_t kLvtRw[kLvtCount] = {
@@ -61,9 +61,14 @@ bool Lapic::msr_read(uint32_t msr, uint64_t* value) {
     if (msr < kMsrX2apicFirst || msr > kMsrX2apicLast || !x2apic()) return false;
     unsigned off = (msr - kMsrX2apicFirst) << 4;
     switch (off) {
-    case kIcrLo: *value = s_.icr_lo | uint64_t(s_.icr_hi) << 32; return true;
-    // Not in the x2APIC MSR map, or write-only (10.12.1.2, Table 10-6).
-    case kIcrHi: case kDfr: case kApr: case kRrd: case kEoi: case kSelfIpi: return false;
+        case kIcrLo: *value = s_.icr_lo | uint64_t(s_.icr_hi) << 32; return true;
+        // Not in the x2APIC MSR map, or write-only (10.12.1.2, Table 10-6).
+        case kIcrHi:
+        case kDfr:
+        case kApr:
+        case kRrd:
+        case kEoi:
+        case kSelfIpi: return false;
     }
     return read_reg(off, value);
 }
@@ -102,22 +107,28 @@ bool Lapic::msr_write(uint32_t msr, uint64_t value) {
     }
     if (value >> 32) return false;
     switch (off) {
-    case kSelfIpi: {  // fixed, edge, to self (10.12.11)
-        ApicMessage m;
-        m.vector = uint8_t(value);
-        accept(m);
-        return true;
-    }
-    case kEoi:
-    case kEsr:
-        if (value) return false;  // only 0 may be written in x2APIC mode
-        break;
-    case kId: case kVersion: case kPpr: case kLdr: case kTimerCurrent: case kIcrHi: case kDfr: case kApr:
-    case kRrd:
-        return false;  // read-only or absent
-    default:
-        if (off >= kIsr && off < kIrr + kVecRegsSpan) return false;
-        break;
+        case kSelfIpi: {  // fixed, edge, to self (10.12.11)
+            ApicMessage m;
+            m.vector = uint8_t(value);
+            accept(m);
+            return true;
+        }
+        case kEoi:
+        case kEsr:
+            if (value) return false;  // only 0 may be written in x2APIC mode
+            break;
+        case kId:
+        case kVersion:
+        case kPpr:
+        case kLdr:
+        case kTimerCurrent:
+        case kIcrHi:
+        case kDfr:
+        case kApr:
+        case kRrd: return false;  // read-only or absent
+        default:
+            if (off >= kIsr && off < kIrr + kVecRegsSpan) return false;
+            break;
     }
     return write_reg(off, value, true);
 }
@@ -131,24 +142,24 @@ bool Lapic::read_reg(unsigned off, uint64_t* v) {
     unsigned lvt = lvt_of(off);
     if (lvt < kLvtCount) return *v = s_.lvt[lvt], true;
     switch (off) {
-    case kId: *v = x2apic() ? s_.id : s_.id << 24; return true;
-    case kVersion: *v = kVersionValue; return true;
-    case kTpr: *v = s_.tpr; return true;
-    case kApr: *v = arbitration_priority(); return true;
-    case kPpr: *v = ppr(); return true;
-    case kEoi: *v = 0; return true;
-    case kRrd: *v = 0; return true;  // remote read is not supported (its status reads invalid)
-    case kLdr:  // x2APIC: derived from the ID (10.12.10.2)
-        *v = x2apic() ? ((s_.id >> 4) << 16) | (1u << (s_.id & 15)) : s_.ldr;
-        return true;
-    case kDfr: *v = s_.dfr; return true;
-    case kSvr: *v = s_.svr; return true;
-    case kEsr: *v = s_.esr; return true;
-    case kIcrLo: *v = s_.icr_lo; return true;
-    case kIcrHi: *v = s_.icr_hi; return true;
-    case kTimerInitial: *v = s_.timer_initial; return true;
-    case kTimerCurrent: *v = current_count(clock_.now()); return true;
-    case kTimerDivide: *v = s_.timer_divide; return true;
+        case kId: *v = x2apic() ? s_.id : s_.id << 24; return true;
+        case kVersion: *v = kVersionValue; return true;
+        case kTpr: *v = s_.tpr; return true;
+        case kApr: *v = arbitration_priority(); return true;
+        case kPpr: *v = ppr(); return true;
+        case kEoi: *v = 0; return true;
+        case kRrd: *v = 0; return true;  // remote read is not supported (its status reads invalid)
+        case kLdr:                       // x2APIC: derived from the ID (10.12.10.2)
+            *v = x2apic() ? ((s_.id >> 4) << 16) | (1u << (s_.id & 15)) : s_.ldr;
+            return true;
+        case kDfr: *v = s_.dfr; return true;
+        case kSvr: *v = s_.svr; return true;
+        case kEsr: *v = s_.esr; return true;
+        case kIcrLo: *v = s_.icr_lo; return true;
+        case kIcrHi: *v = s_.icr_hi; return true;
+        case kTimerInitial: *v = s_.timer_initial; return true;
+        case kTimerCurrent: *v = current_count(clock_.now()); return true;
+        case kTimerDivide: *v = s_.timer_divide; return true;
     }
     return false;
 }
@@ -161,44 +172,44 @@ bool Lapic::write_reg(unsigned off, uint64_t value, bool from_msr) {
         return true;
     }
     switch (off) {
-    case kId:
-        if (!from_msr) s_.id = v >> 24;
-        return true;
-    case kTpr:
-        s_.tpr = v & 0xff;
-        update_intr();
-        return true;
-    case kEoi: eoi(); return true;
-    case kLdr: s_.ldr = v & kXapicDestMask; return true;
-    case kDfr: s_.dfr = v | ~kDfrModelMask; return true;
-    case kSvr:
-        s_.svr = v & kSvrWritable;
-        if (!sw_enabled())  // software disable masks every LVT entry (10.4.7.2)
-            for (auto& l : s_.lvt) l |= kLvtMasked;
-        update_intr();
-        return true;
-    case kEsr:  // a write latches the errors seen since the last write (10.5.3)
-        s_.esr = s_.esr_pending;
-        s_.esr_pending = 0;
-        return true;
-    case kIcrLo:
-        s_.icr_lo = v & ~kIcrPending;
-        send_ipi();
-        return true;
-    case kIcrHi: s_.icr_hi = v & kXapicDestMask; return true;
-    case kTimerInitial:
-        if (timer_mode() == kTscDeadline) return true;  // ignored in TSC-deadline mode
-        s_.timer_initial = v;
-        start_timer(v, clock_.now());
-        return true;
-    case kTimerDivide: {
-        uint64_t now = clock_.now();
-        uint32_t cur = current_count(now);
-        bool running = s_.timer_running;
-        s_.timer_divide = v & kDivideMask;
-        if (running) start_timer(cur, now);  // keep counting from here at the new rate
-        return true;
-    }
+        case kId:
+            if (!from_msr) s_.id = v >> 24;
+            return true;
+        case kTpr:
+            s_.tpr = v & 0xff;
+            update_intr();
+            return true;
+        case kEoi: eoi(); return true;
+        case kLdr: s_.ldr = v & kXapicDestMask; return true;
+        case kDfr: s_.dfr = v | ~kDfrModelMask; return true;
+        case kSvr:
+            s_.svr = v & kSvrWritable;
+            if (!sw_enabled())  // software disable masks every LVT entry (10.4.7.2)
+                for (auto& l : s_.lvt) l |= kLvtMasked;
+            update_intr();
+            return true;
+        case kEsr:  // a write latches the errors seen since the last write (10.5.3)
+            s_.esr = s_.esr_pending;
+            s_.esr_pending = 0;
+            return true;
+        case kIcrLo:
+            s_.icr_lo = v & ~kIcrPending;
+            send_ipi();
+            return true;
+        case kIcrHi: s_.icr_hi = v & kXapicDestMask; return true;
+        case kTimerInitial:
+            if (timer_mode() == kTscDeadline) return true;  // ignored in TSC-deadline mode
+            s_.timer_initial = v;
+            start_timer(v, clock_.now());
+            return true;
+        case kTimerDivide: {
+            uint64_t now = clock_.now();
+            uint32_t cur = current_count(now);
+            bool running = s_.timer_running;
+            s_.timer_divide = v & kDivideMask;
+            if (running) start_timer(cur, now);  // keep counting from here at the new rate
+            return true;
+        }
     }
     return true;  // read-only and reserved registers ignore writes
 }
@@ -252,7 +263,8 @@ uint32_t Lapic::current_count(uint64_t vt) const {
     if (!s_.timer_running || timer_mode() == kTscDeadline) return 0;
     uint64_t e = timer_ticks(vt), sc = s_.timer_start_count;
     if (e < sc) return uint32_t(sc - e);
-    if (timer_mode() == kPeriodic && s_.timer_initial) return uint32_t(s_.timer_initial - (e - sc) % s_.timer_initial);
+    if (timer_mode() == kPeriodic && s_.timer_initial)
+        return uint32_t(s_.timer_initial - (e - sc) % s_.timer_initial);
     return 0;
 }
 

@@ -144,45 +144,45 @@ void Pic8259::write_port(unsigned c, unsigned offset, uint8_t v) {
         } else {
             unsigned level = v & 7;
             switch (v >> kOcw2Shift) {
-            case kRotateAeoiClear: k.rotate_aeoi = false; break;
-            case kRotateAeoiSet: k.rotate_aeoi = true; break;
-            case kNonSpecificEoi:
-            case kRotateNonSpecificEoi:
-                // Clears the highest-priority in-service bit.
-                for (unsigned rank = 0; rank < 8; rank++) {
-                    unsigned pin = (k.lowest + 1 + rank) & 7;
-                    if (k.isr & bit(pin)) {
-                        k.isr &= ~bit(pin);
-                        if ((v >> kOcw2Shift) == kRotateNonSpecificEoi) k.lowest = uint8_t(pin);
-                        break;
+                case kRotateAeoiClear: k.rotate_aeoi = false; break;
+                case kRotateAeoiSet: k.rotate_aeoi = true; break;
+                case kNonSpecificEoi:
+                case kRotateNonSpecificEoi:
+                    // Clears the highest-priority in-service bit.
+                    for (unsigned rank = 0; rank < 8; rank++) {
+                        unsigned pin = (k.lowest + 1 + rank) & 7;
+                        if (k.isr & bit(pin)) {
+                            k.isr &= ~bit(pin);
+                            if ((v >> kOcw2Shift) == kRotateNonSpecificEoi) k.lowest = uint8_t(pin);
+                            break;
+                        }
                     }
-                }
-                break;
-            case kSpecificEoi: k.isr &= ~bit(level); break;
-            case kRotateSpecificEoi:
-                k.isr &= ~bit(level);
-                k.lowest = uint8_t(level);
-                break;
-            case kSetPriority: k.lowest = uint8_t(level); break;
-            case kNop: break;
+                    break;
+                case kSpecificEoi: k.isr &= ~bit(level); break;
+                case kRotateSpecificEoi:
+                    k.isr &= ~bit(level);
+                    k.lowest = uint8_t(level);
+                    break;
+                case kSetPriority: k.lowest = uint8_t(level); break;
+                case kNop: break;
             }
         }
     } else {
         switch (k.init_step) {
-        case 0: k.imr = v; break;  // OCW1
-        case 1:                    // ICW2: vector base (x86 mode: T7..T3)
-            k.base = v & kIcw2BaseMask;
-            k.init_step = !k.single ? 2 : k.init4 ? 3 : 0;
-            break;
-        case 2:  // ICW3: slave bitmap (master) or slave ID (slave)
-            k.icw3 = v;
-            k.init_step = k.init4 ? 3 : 0;
-            break;
-        default:  // ICW4
-            k.auto_eoi = v & kIcw4Aeoi;
-            k.sfnm = v & kIcw4Sfnm;
-            k.init_step = 0;
-            break;
+            case 0: k.imr = v; break;  // OCW1
+            case 1:                    // ICW2: vector base (x86 mode: T7..T3)
+                k.base = v & kIcw2BaseMask;
+                k.init_step = !k.single ? 2 : k.init4 ? 3 : 0;
+                break;
+            case 2:  // ICW3: slave bitmap (master) or slave ID (slave)
+                k.icw3 = v;
+                k.init_step = k.init4 ? 3 : 0;
+                break;
+            default:  // ICW4
+                k.auto_eoi = v & kIcw4Aeoi;
+                k.sfnm = v & kIcw4Sfnm;
+                k.init_step = 0;
+                break;
         }
     }
     update();

@@ -36,8 +36,14 @@ constexpr uint8_t kIcw4Aeoi = 0x02, kIcw4Sfnm = 0x10;
 constexpr uint8_t kOcw3Select = 0x08;  // D3 = 1 with D4 = 0: OCW3
 constexpr unsigned kOcw2Shift = 5;
 enum Ocw2 : uint8_t {
-    kRotateAeoiClear = 0, kNonSpecificEoi = 1, kNop = 2, kSpecificEoi = 3,
-    kRotateAeoiSet = 4, kRotateNonSpecificEoi = 5, kSetPriority = 6, kRotateSpecificEoi = 7,
+    kRotateAeoiClear = 0,
+    kNonSpecificEoi = 1,
+    kNop = 2,
+    kSpecificEoi = 3,
+    kRotateAeoiSet = 4,
+    kRotateNonSpecificEoi = 5,
+    kSetPriority = 6,
+    kRotateSpecificEoi = 7,
 };
 // OCW3.
 constexpr uint8_t kOcw3Ris = 0x01, kOcw3Rr = 0x02, kOcw3Poll = 0x04, kOcw3Smm = 0x20, kOcw3Esmm = 0x40;
@@ -49,12 +55,12 @@ constexpr uint8_t kElcrMask[2] = {0xf8, 0xde};
 }  // namespace pic
 
 class Pic8259 : public IrqSink, public InterruptController {
-public:
+   public:
     struct Chip {
         uint8_t irr = 0, isr = 0, imr = 0;
-        uint8_t lines = 0;   // current input levels
-        uint8_t elcr = 0;    // 1 = level-sensitive pin
-        uint8_t base = 0;    // ICW2 vector base (T7..T3)
+        uint8_t lines = 0;  // current input levels
+        uint8_t elcr = 0;   // 1 = level-sensitive pin
+        uint8_t base = 0;   // ICW2 vector base (T7..T3)
         uint8_t icw3 = 0;
         uint8_t init_step = 0;  // 0 = operational; 1..3 = expecting ICW2..ICW4
         uint8_t lowest = 7;     // the pin with the lowest priority (rotation, OCW2)
@@ -81,16 +87,16 @@ public:
     const State& state() const { return s_; }
     void restore(const State& s);
 
-private:
+   private:
     class Port : public ByteDevice {
-    public:
+       public:
         Pic8259* pic = nullptr;
         unsigned chip = 0;
         uint8_t read8(unsigned offset) override { return pic->read_port(chip, offset); }
         void write8(unsigned offset, uint8_t v) override { pic->write_port(chip, offset, v); }
     };
     class ElcrPort : public ByteDevice {
-    public:
+       public:
         Pic8259* pic = nullptr;
         uint8_t read8(unsigned offset) override { return pic->s_.chip[offset & 1].elcr; }
         void write8(unsigned offset, uint8_t v) override { pic->write_elcr(offset & 1, v); }

@@ -73,12 +73,12 @@ bool Pit8254::out_at(const Channel& c, uint64_t tick) const {
     if (!c.loaded) return c.mode != 0;  // after the control word: mode 0 low, all others high
     uint64_t d = d_at(c, tick), n = c.n;
     switch (c.mode) {
-    case 0: return d >= n;                     // interrupt on terminal count
-    case 1: return !c.triggered || d >= n;     // one-shot: low for n ticks after the trigger
-    case 2: return !c.gate || d % n != n - 1;  // rate generator: low for one tick at count 1
-    case 3: return !c.gate || d % n < (n + 1) / 2;  // square wave: high ceil(n/2), low floor(n/2)
-    case 4: return d != n;                     // software strobe: low for one tick at count 0
-    default: return !c.triggered || d != n;    // mode 5: hardware strobe
+        case 0: return d >= n;                          // interrupt on terminal count
+        case 1: return !c.triggered || d >= n;          // one-shot: low for n ticks after the trigger
+        case 2: return !c.gate || d % n != n - 1;       // rate generator: low for one tick at count 1
+        case 3: return !c.gate || d % n < (n + 1) / 2;  // square wave: high ceil(n/2), low floor(n/2)
+        case 4: return d != n;                          // software strobe: low for one tick at count 0
+        default: return !c.triggered || d != n;         // mode 5: hardware strobe
     }
 }
 
@@ -87,27 +87,27 @@ uint64_t Pit8254::next_change(const Channel& c, uint64_t tick) const {
     if (!c.loaded || !c.running) return kNever;
     uint64_t d = d_at(c, tick), n = c.n, dn;
     switch (c.mode) {
-    case 0:
-    case 1:
-        if (d >= n) return kNever;
-        dn = n;
-        break;
-    case 2: {
-        if (n < 2) return kNever;
-        uint64_t r = d % n;
-        dn = r < n - 1 ? d + (n - 1 - r) : d + 1;
-        break;
-    }
-    case 3: {
-        if (n < 2) return kNever;
-        uint64_t r = d % n, h = (n + 1) / 2;
-        dn = r < h ? d + (h - r) : d + (n - r);
-        break;
-    }
-    default:
-        if (d > n) return kNever;
-        dn = d < n ? n : n + 1;
-        break;
+        case 0:
+        case 1:
+            if (d >= n) return kNever;
+            dn = n;
+            break;
+        case 2: {
+            if (n < 2) return kNever;
+            uint64_t r = d % n;
+            dn = r < n - 1 ? d + (n - 1 - r) : d + 1;
+            break;
+        }
+        case 3: {
+            if (n < 2) return kNever;
+            uint64_t r = d % n, h = (n + 1) / 2;
+            dn = r < h ? d + (h - r) : d + (n - r);
+            break;
+        }
+        default:
+            if (d > n) return kNever;
+            dn = d < n ? n : n + 1;
+            break;
     }
     return c.run_start + (dn - c.d_base);
 }
@@ -117,9 +117,9 @@ uint16_t Pit8254::count_at(const Channel& c, uint64_t tick) const {
     uint64_t d = d_at(c, tick), n = c.n, v;
     uint64_t mod = c.bcd ? 10000 : 0x10000;
     switch (c.mode) {
-    case 2: v = n - d % n; break;
-    case 3: v = (n - (2 * d) % n) & ~1ull; break;  // counts down by two each tick
-    default: v = (n + mod - d % mod) % mod; break;  // modes 0, 1, 4, 5 wrap and keep counting
+        case 2: v = n - d % n; break;
+        case 3: v = (n - (2 * d) % n) & ~1ull; break;   // counts down by two each tick
+        default: v = (n + mod - d % mod) % mod; break;  // modes 0, 1, 4, 5 wrap and keep counting
     }
     return encode(v, c.bcd);
 }
@@ -136,42 +136,42 @@ void Pit8254::write_count(Channel& c, uint16_t value, uint64_t tick) {
     c.null_count = true;
     c.null_until = tick;  // loaded into the counting element at once (see the header)
     switch (c.mode) {
-    case 0:
-    case 4:  // (re)start counting; a low gate holds it at the start
-        c.n = n;
-        c.loaded = true;
-        c.d_base = 0;
-        c.run_start = tick;
-        c.running = c.gate;
-        break;
-    case 1:
-    case 5:  // armed: the count is used at the next gate trigger
-        c.n_next = n;
-        if (!c.loaded) c.n = n;
-        c.loaded = true;
-        if (!c.triggered) c.null_until = kNever;
-        break;
-    default:  // modes 2 and 3
-        if (!c.loaded || !c.running) {
+        case 0:
+        case 4:  // (re)start counting; a low gate holds it at the start
             c.n = n;
             c.loaded = true;
-            c.reload_pending = false;
             c.d_base = 0;
-            if (c.gate) start(c, tick, 0);
+            c.run_start = tick;
+            c.running = c.gate;
             break;
-        }
-        uint64_t d = d_at(c, tick), r = d % c.n;
-        if (c.mode == 3 && r < (c.n + 1) / 2) {
-            c.reload_at_d = d - r + (c.n + 1) / 2;  // end of the high half: continue low
-            c.reload_d_base = (n + 1) / 2;
-        } else {
-            c.reload_at_d = d - r + c.n;
-            c.reload_d_base = 0;
-        }
-        c.reload_pending = true;
-        c.reload_n = n;
-        c.null_until = c.run_start + (c.reload_at_d - c.d_base) - 1;
-        break;
+        case 1:
+        case 5:  // armed: the count is used at the next gate trigger
+            c.n_next = n;
+            if (!c.loaded) c.n = n;
+            c.loaded = true;
+            if (!c.triggered) c.null_until = kNever;
+            break;
+        default:  // modes 2 and 3
+            if (!c.loaded || !c.running) {
+                c.n = n;
+                c.loaded = true;
+                c.reload_pending = false;
+                c.d_base = 0;
+                if (c.gate) start(c, tick, 0);
+                break;
+            }
+            uint64_t d = d_at(c, tick), r = d % c.n;
+            if (c.mode == 3 && r < (c.n + 1) / 2) {
+                c.reload_at_d = d - r + (c.n + 1) / 2;  // end of the high half: continue low
+                c.reload_d_base = (n + 1) / 2;
+            } else {
+                c.reload_at_d = d - r + c.n;
+                c.reload_d_base = 0;
+            }
+            c.reload_pending = true;
+            c.reload_n = n;
+            c.null_until = c.run_start + (c.reload_at_d - c.d_base) - 1;
+            break;
     }
 }
 
@@ -227,13 +227,13 @@ uint8_t Pit8254::read_channel(Channel& c, uint64_t tick) {
     uint16_t v = c.latch_bytes ? c.latched : count_at(c, tick);
     if (c.latch_bytes) c.latch_bytes--;
     switch (c.rw) {
-    case kRwLsb: return uint8_t(v);
-    case kRwMsb: return uint8_t(v >> 8);
-    default: {
-        bool msb = c.read_msb_next;
-        c.read_msb_next = !msb;  // the read flip-flop: LSB, then MSB
-        return msb ? uint8_t(v >> 8) : uint8_t(v);
-    }
+        case kRwLsb: return uint8_t(v);
+        case kRwMsb: return uint8_t(v >> 8);
+        default: {
+            bool msb = c.read_msb_next;
+            c.read_msb_next = !msb;  // the read flip-flop: LSB, then MSB
+            return msb ? uint8_t(v >> 8) : uint8_t(v);
+        }
     }
 }
 
@@ -250,19 +250,19 @@ void Pit8254::write8(unsigned offset, uint8_t v) {
         Channel& c = s_.ch[offset];
         normalize(c, tick);
         switch (c.rw) {
-        case kRwLsb: write_count(c, v, tick); break;
-        case kRwMsb: write_count(c, uint16_t(v << 8), tick); break;
-        default:
-            if (!c.write_msb_next) {
-                c.write_lsb = v;
-                c.write_msb_next = true;
-                // Mode 0: writing the first byte stops counting and sets OUT low ("Mode 0").
-                if (c.mode == 0) c.loaded = c.running = false;
-            } else {
-                c.write_msb_next = false;
-                write_count(c, uint16_t(c.write_lsb | v << 8), tick);
-            }
-            break;
+            case kRwLsb: write_count(c, v, tick); break;
+            case kRwMsb: write_count(c, uint16_t(v << 8), tick); break;
+            default:
+                if (!c.write_msb_next) {
+                    c.write_lsb = v;
+                    c.write_msb_next = true;
+                    // Mode 0: writing the first byte stops counting and sets OUT low ("Mode 0").
+                    if (c.mode == 0) c.loaded = c.running = false;
+                } else {
+                    c.write_msb_next = false;
+                    write_count(c, uint16_t(c.write_lsb | v << 8), tick);
+                }
+                break;
         }
     }
     update_irq0(tick);
@@ -283,36 +283,36 @@ void Pit8254::set_gate(unsigned ch, bool level) {
     if (c.gate == level) return;
     c.gate = level;
     switch (c.mode) {
-    case 0:
-    case 4:
-        if (!c.loaded) break;
-        if (!level) {
-            c.d_base = d_at(c, tick);
-            c.running = false;
-        } else {
-            c.run_start = tick;
-            c.running = true;
-        }
-        break;
-    case 1:
-    case 5:
-        if (level && c.loaded) {
-            c.n = c.n_next;
-            c.triggered = true;
-            c.null_until = tick;
-            start(c, tick, 0);
-        }
-        break;
-    default:
-        if (!c.loaded) break;
-        if (!level) {
-            c.d_base = d_at(c, tick);
-            c.running = false;
-        } else {
-            if (c.reload_pending) c.n = c.reload_n, c.reload_pending = false;
-            start(c, tick, 0);
-        }
-        break;
+        case 0:
+        case 4:
+            if (!c.loaded) break;
+            if (!level) {
+                c.d_base = d_at(c, tick);
+                c.running = false;
+            } else {
+                c.run_start = tick;
+                c.running = true;
+            }
+            break;
+        case 1:
+        case 5:
+            if (level && c.loaded) {
+                c.n = c.n_next;
+                c.triggered = true;
+                c.null_until = tick;
+                start(c, tick, 0);
+            }
+            break;
+        default:
+            if (!c.loaded) break;
+            if (!level) {
+                c.d_base = d_at(c, tick);
+                c.running = false;
+            } else {
+                if (c.reload_pending) c.n = c.reload_n, c.reload_pending = false;
+                start(c, tick, 0);
+            }
+            break;
     }
     if (ch == 0) update_irq0(tick);
 }

@@ -47,7 +47,7 @@ constexpr uint64_t kRefreshTicks = 18;
 }  // namespace pit
 
 class Pit8254 : public ByteDevice {
-public:
+   public:
     struct Channel {
         uint8_t control = 0;  // the RW, mode and BCD bits as programmed (status byte bits 5..0)
         uint8_t mode = 0;     // 0..5 (6 and 7 alias 2 and 3)
@@ -60,8 +60,8 @@ public:
         bool loaded = false;     // a count has been written since the control word
         bool triggered = false;  // modes 1/5: the gate has triggered the one-shot
         bool running = false;
-        uint64_t run_start = 0;  // tick at which the current running stretch began
-        uint64_t d_base = 0;     // ticks counted before that stretch
+        uint64_t run_start = 0;       // tick at which the current running stretch began
+        uint64_t d_base = 0;          // ticks counted before that stretch
         bool reload_pending = false;  // modes 2/3: a new count waits for the end of the cycle
         uint32_t reload_n = 0;
         uint64_t reload_at_d = 0, reload_d_base = 0;
@@ -93,9 +93,9 @@ public:
     const State& state() const { return s_; }
     void restore(const State& s);
 
-private:
+   private:
     class Port61 : public ByteDevice {
-    public:
+       public:
         Pit8254* pit = nullptr;
         uint8_t read8(unsigned) override { return pit->read61(); }
         void write8(unsigned, uint8_t v) override { pit->write61(v); }

@@ -78,7 +78,9 @@ uint64_t Rtc146818::vt_at(int64_t rtc_ns) const {
     return rtc_ns <= s_.base_rtc_ns ? s_.base_vt : s_.base_vt + uint64_t(rtc_ns - s_.base_rtc_ns);
 }
 
-uint8_t Rtc146818::to_reg(unsigned v) const { return binary() ? uint8_t(v) : uint8_t((v / 10) << 4 | v % 10); }
+uint8_t Rtc146818::to_reg(unsigned v) const {
+    return binary() ? uint8_t(v) : uint8_t((v / 10) << 4 | v % 10);
+}
 unsigned Rtc146818::from_reg(uint8_t v) const { return binary() ? v : (v >> 4) * 10 + (v & 0xf); }
 
 // Writes the time and calendar bytes for RTC time `rtc_ns` in the current data mode
@@ -118,7 +120,8 @@ int64_t Rtc146818::registers_seconds() {
     unsigned sec = std::min(from_reg(s_.cmos[kSeconds]), 59u);
     unsigned d = std::clamp(from_reg(s_.cmos[kDayOfMonth]), 1u, 31u);
     unsigned m = std::clamp(from_reg(s_.cmos[kMonth]), 1u, 12u);
-    int64_t y = std::clamp<int64_t>(int64_t(from_reg(s_.cmos[kCentury])) * 100 + from_reg(s_.cmos[kYear]), 1970, 2261);
+    int64_t y = std::clamp<int64_t>(int64_t(from_reg(s_.cmos[kCentury])) * 100 + from_reg(s_.cmos[kYear]),
+                                    1970, 2261);
     int64_t days = days_from_civil(y, m, d);
     // The day-of-week byte is an independent counter: keep whatever the guest wrote.
     s_.dow_adjust = int(floor_mod(int64_t(from_reg(s_.cmos[kDayOfWeek])) - 1 - weekday0(days), 7));
@@ -207,21 +210,21 @@ uint8_t Rtc146818::read_reg(unsigned idx) {
         return s_.cmos[idx];
     }
     switch (idx) {
-    case kRegA: {
-        uint8_t v = s_.cmos[kRegA] & ~kAUip;
-        bool updating = s_.running && !(s_.cmos[kRegB] & kBSet) &&
-                        floor_mod(rtc_at(vt), kSec) >= int64_t(kNsPerSec - kUipNs);
-        return updating ? v | kAUip : v;
-    }
-    case kRegC: {
-        sync_pf(vt);
-        uint8_t v = s_.cmos[kRegC];
-        s_.cmos[kRegC] = 0;
-        update_irq();
-        return v;
-    }
-    case kRegD: return kDVrt;
-    default: return s_.cmos[idx];
+        case kRegA: {
+            uint8_t v = s_.cmos[kRegA] & ~kAUip;
+            bool updating = s_.running && !(s_.cmos[kRegB] & kBSet) &&
+                            floor_mod(rtc_at(vt), kSec) >= int64_t(kNsPerSec - kUipNs);
+            return updating ? v | kAUip : v;
+        }
+        case kRegC: {
+            sync_pf(vt);
+            uint8_t v = s_.cmos[kRegC];
+            s_.cmos[kRegC] = 0;
+            update_irq();
+            return v;
+        }
+        case kRegD: return kDVrt;
+        default: return s_.cmos[idx];
     }
 }
 
@@ -238,42 +241,42 @@ void Rtc146818::write_reg(unsigned idx, uint8_t v) {
         return;
     }
     switch (idx) {
-    case kRegA: {
-        sync_pf(vt);
-        int64_t now = rtc_at(vt);
-        bool was_running = s_.running, was_reset = (s_.cmos[kRegA] & kADvResetMask) == kADvResetMask;
-        s_.cmos[kRegA] = v & ~kAUip;
-        bool run = (v & kADvMask) == kADvNormal;
-        if (was_running && !run) s_.running = false, s_.base_rtc_ns = now;
-        if ((v & kADvResetMask) == kADvResetMask) s_.base_rtc_ns = floor_div(s_.base_rtc_ns, kSec) * kSec;
-        if (!was_running && run) {
-            // Leaving divider reset, the first update comes half a second later ("Divider Chain
-            // Control" in "Register A").
-            int64_t start = s_.base_rtc_ns;
-            if (was_reset) start = floor_div(start, kSec) * kSec + kSec / 2;
-            s_.running = true;
-            set_time(start, vt);
+        case kRegA: {
+            sync_pf(vt);
+            int64_t now = rtc_at(vt);
+            bool was_running = s_.running, was_reset = (s_.cmos[kRegA] & kADvResetMask) == kADvResetMask;
+            s_.cmos[kRegA] = v & ~kAUip;
+            bool run = (v & kADvMask) == kADvNormal;
+            if (was_running && !run) s_.running = false, s_.base_rtc_ns = now;
+            if ((v & kADvResetMask) == kADvResetMask) s_.base_rtc_ns = floor_div(s_.base_rtc_ns, kSec) * kSec;
+            if (!was_running && run) {
+                // Leaving divider reset, the first update comes half a second later ("Divider Chain
+                // Control" in "Register A").
+                int64_t start = s_.base_rtc_ns;
+                if (was_reset) start = floor_div(start, kSec) * kSec + kSec / 2;
+                s_.running = true;
+                set_time(start, vt);
+            }
+            rearm(vt);
+            update_irq();
+            break;
         }
-        rearm(vt);
-        update_irq();
-        break;
-    }
-    case kRegB: {
-        sync_pf(vt);
-        uint8_t old = s_.cmos[kRegB];
-        if ((v & kBSet) && !(old & kBSet)) {
-            materialize(rtc_at(vt));  // SET freezes the registers for the guest to overwrite
-            v &= ~kBUie;              // and clears UIE ("Register B", UIE)
+        case kRegB: {
+            sync_pf(vt);
+            uint8_t old = s_.cmos[kRegB];
+            if ((v & kBSet) && !(old & kBSet)) {
+                materialize(rtc_at(vt));  // SET freezes the registers for the guest to overwrite
+                v &= ~kBUie;              // and clears UIE ("Register B", UIE)
+            }
+            s_.cmos[kRegB] = v;
+            if (!(v & kBSet) && (old & kBSet)) commit(vt);
+            rearm(vt);
+            update_irq();
+            break;
         }
-        s_.cmos[kRegB] = v;
-        if (!(v & kBSet) && (old & kBSet)) commit(vt);
-        rearm(vt);
-        update_irq();
-        break;
-    }
-    case kRegC:
-    case kRegD: break;  // read-only
-    default: s_.cmos[idx] = v; break;
+        case kRegC:
+        case kRegD: break;  // read-only
+        default: s_.cmos[idx] = v; break;
     }
 }
 
@@ -298,7 +301,8 @@ void Rtc146818::set_memory_sizes(uint64_t below_4g, uint64_t above_4g) {
     uint64_t ext = below_4g > MiB ? std::min<uint64_t>((below_4g - MiB) / KiB, 65535) : 0;
     put16(kExtMemLo, ext);
     put16(kExtMem2Lo, ext);
-    put16(kHighMemLo, below_4g > 16 * MiB ? std::min<uint64_t>((below_4g - 16 * MiB) / (64 * KiB), 65535) : 0);
+    put16(kHighMemLo,
+          below_4g > 16 * MiB ? std::min<uint64_t>((below_4g - 16 * MiB) / (64 * KiB), 65535) : 0);
     uint64_t above = above_4g / (64 * KiB);
     s_.cmos[kAbove4gLo] = uint8_t(above);
     s_.cmos[kAbove4gMid] = uint8_t(above >> 8);

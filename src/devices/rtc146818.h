@@ -41,7 +41,7 @@ constexpr uint8_t kBSet = 0x80, kBPie = 0x40, kBAie = 0x20, kBUie = 0x10, kBSqwe
 constexpr uint8_t kCIrqf = 0x80, kCPf = 0x40, kCAf = 0x20, kCUf = 0x10;
 // Register D: valid RAM and time.
 constexpr uint8_t kDVrt = 0x80;
-constexpr uint8_t kHourPm = 0x80;       // 12-hour mode: PM flag in the hours byte
+constexpr uint8_t kHourPm = 0x80;         // 12-hour mode: PM flag in the hours byte
 constexpr uint8_t kAlarmDontCare = 0xc0;  // alarm byte with bits 7:6 set matches any value
 // Port bits.
 constexpr uint8_t kIndexMask = 0x7f, kNmiDisable = 0x80;
@@ -57,16 +57,16 @@ constexpr unsigned kBaseMemLo = 0x15, kBaseMemHi = 0x16, kExtMemLo = 0x17, kExtM
 }  // namespace rtc
 
 class Rtc146818 : public ByteDevice {
-public:
+   public:
     struct State {
         std::array<uint8_t, rtc::kCmosSize> cmos{};
         uint8_t index = 0;
         bool nmi_disabled = false;
-        bool running = true;        // the divider chain runs (DV = 010)
-        int64_t base_rtc_ns = 0;    // RTC time (Unix ns) at virtual time base_vt; frozen if !running
+        bool running = true;      // the divider chain runs (DV = 010)
+        int64_t base_rtc_ns = 0;  // RTC time (Unix ns) at virtual time base_vt; frozen if !running
         uint64_t base_vt = 0;
-        int dow_adjust = 0;         // the day-of-week counter's offset from the calendar
-        uint64_t pf_checked = 0;    // 32 kHz tick (of RTC time) up to which PF has been evaluated
+        int dow_adjust = 0;       // the day-of-week counter's offset from the calendar
+        uint64_t pf_checked = 0;  // 32 kHz tick (of RTC time) up to which PF has been evaluated
     };
 
     Rtc146818(Clock& clock, IrqLine irq8);
@@ -83,7 +83,7 @@ public:
     const State& state() const { return s_; }
     void restore(const State& s);
 
-private:
+   private:
     int64_t rtc_at(uint64_t vt) const;
     uint64_t vt_at(int64_t rtc_ns) const;
     bool binary() const { return s_.cmos[rtc::kRegB] & rtc::kBBinary; }

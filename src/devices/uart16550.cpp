@@ -155,32 +155,32 @@ void Uart16550::set_mcr(uint8_t v) {
 uint8_t Uart16550::read8(unsigned offset) {
     bool dlab = s_.lcr & kLcrDlab;
     switch (offset) {
-    case kRbrThr: return dlab ? uint8_t(s_.divisor) : pop_rx();
-    case kIer: return dlab ? uint8_t(s_.divisor >> 8) : s_.ier;
-    case kIirFcr: {
-        uint8_t v = iir();
-        // Reading IIR while it reports THR empty clears that interrupt (8.6.3, Table IV).
-        if ((v & kIirIdMask) == kIirThre) {
-            s_.thre_pending = false;
-            update_irq();
+        case kRbrThr: return dlab ? uint8_t(s_.divisor) : pop_rx();
+        case kIer: return dlab ? uint8_t(s_.divisor >> 8) : s_.ier;
+        case kIirFcr: {
+            uint8_t v = iir();
+            // Reading IIR while it reports THR empty clears that interrupt (8.6.3, Table IV).
+            if ((v & kIirIdMask) == kIirThre) {
+                s_.thre_pending = false;
+                update_irq();
+            }
+            return v;
         }
-        return v;
-    }
-    case kLcr: return s_.lcr;
-    case kMcr: return s_.mcr;
-    case kLsr: {
-        uint8_t v = lsr();
-        s_.lsr_errors = 0;  // reading LSR clears OE, PE, FE and BI (8.6.3)
-        update_irq();
-        return v;
-    }
-    case kMsr: {
-        uint8_t v = msr();
-        s_.msr_deltas = 0;
-        update_irq();
-        return v;
-    }
-    case kScr: return s_.scr;
+        case kLcr: return s_.lcr;
+        case kMcr: return s_.mcr;
+        case kLsr: {
+            uint8_t v = lsr();
+            s_.lsr_errors = 0;  // reading LSR clears OE, PE, FE and BI (8.6.3)
+            update_irq();
+            return v;
+        }
+        case kMsr: {
+            uint8_t v = msr();
+            s_.msr_deltas = 0;
+            update_irq();
+            return v;
+        }
+        case kScr: return s_.scr;
     }
     return 0xff;
 }
@@ -188,40 +188,40 @@ uint8_t Uart16550::read8(unsigned offset) {
 void Uart16550::write8(unsigned offset, uint8_t value) {
     bool dlab = s_.lcr & kLcrDlab;
     switch (offset) {
-    case kRbrThr:
-        if (dlab)
-            s_.divisor = uint16_t((s_.divisor & 0xff00) | value);
-        else
-            transmit(value);
-        break;
-    case kIer:
-        if (dlab) {
-            s_.divisor = uint16_t((s_.divisor & 0x00ff) | (value << 8));
-        } else {
-            // Enabling the THRE interrupt while THR is empty raises it at once (8.6.4).
-            if ((value & kIerThre) && !(s_.ier & kIerThre)) s_.thre_pending = true;
-            s_.ier = value & kIerMask;
+        case kRbrThr:
+            if (dlab)
+                s_.divisor = uint16_t((s_.divisor & 0xff00) | value);
+            else
+                transmit(value);
+            break;
+        case kIer:
+            if (dlab) {
+                s_.divisor = uint16_t((s_.divisor & 0x00ff) | (value << 8));
+            } else {
+                // Enabling the THRE interrupt while THR is empty raises it at once (8.6.4).
+                if ((value & kIerThre) && !(s_.ier & kIerThre)) s_.thre_pending = true;
+                s_.ier = value & kIerMask;
+                update_irq();
+            }
+            break;
+        case kIirFcr: {
+            bool was = fifo_enabled();
+            // FCR0 must be set for the other bits to be written (8.6.2); changing FCR0 clears the FIFOs.
+            s_.fcr = (value & kFcrEnable) ? uint8_t(value & (kFcrEnable | kFcrDmaMode | kFcrTriggerMask)) : 0;
+            if (was != fifo_enabled() || (value & kFcrClearRx)) {
+                s_.rx_count = 0;
+                s_.rx_head = 0;
+                s_.timeout_pending = false;
+            }
+            rearm_timeout();
             update_irq();
+            break;
         }
-        break;
-    case kIirFcr: {
-        bool was = fifo_enabled();
-        // FCR0 must be set for the other bits to be written (8.6.2); changing FCR0 clears the FIFOs.
-        s_.fcr = (value & kFcrEnable) ? uint8_t(value & (kFcrEnable | kFcrDmaMode | kFcrTriggerMask)) : 0;
-        if (was != fifo_enabled() || (value & kFcrClearRx)) {
-            s_.rx_count = 0;
-            s_.rx_head = 0;
-            s_.timeout_pending = false;
-        }
-        rearm_timeout();
-        update_irq();
-        break;
-    }
-    case kLcr: s_.lcr = value; break;
-    case kMcr: set_mcr(value); break;
-    case kLsr: break;  // factory test only
-    case kMsr: break;
-    case kScr: s_.scr = value; break;
+        case kLcr: s_.lcr = value; break;
+        case kMcr: set_mcr(value); break;
+        case kLsr: break;  // factory test only
+        case kMsr: break;
+        case kScr: s_.scr = value; break;
     }
 }
 

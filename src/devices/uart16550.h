@@ -27,7 +27,7 @@
 namespace m86::dev {
 
 class SerialBackend {
-public:
+   public:
     virtual ~SerialBackend() = default;
     virtual void transmit(uint8_t byte) = 0;  // a byte the guest sent
     virtual void rx_ready() {}                // the guest made room in the receive FIFO
@@ -62,15 +62,15 @@ constexpr uint64_t kInputClockHz = 1'843'200;  // the PC's UART crystal: divisor
 }  // namespace uart
 
 class Uart16550 : public ByteDevice {
-public:
+   public:
     struct State {
         uint8_t ier = 0, lcr = 0, mcr = 0, scr = 0, fcr = 0;
-        uint16_t divisor = 12;  // 9600 baud: the power-on divisor is undefined; this is what BIOSes set
+        uint16_t divisor = 12;   // 9600 baud: the power-on divisor is undefined; this is what BIOSes set
         uint8_t rbr = 0;         // the last character read (RBR keeps it when the FIFO is empty)
         uint8_t lsr_errors = 0;  // OE/PE/FE/BI latched until LSR is read
         uint8_t msr_deltas = 0;
         uint8_t msr_lines = uart::kMsrCts | uart::kMsrDsr | uart::kMsrDcd;  // external modem inputs
-        bool thre_pending = false;   // THR-empty interrupt condition (cleared by IIR read / THR write)
+        bool thre_pending = false;  // THR-empty interrupt condition (cleared by IIR read / THR write)
         bool timeout_pending = false;
         // Receive FIFO entries: data byte | (PE/FE/BI flags << 8).
         std::array<uint16_t, uart::kFifoSize> rx{};
@@ -94,7 +94,7 @@ public:
     void restore(const State& s);
     bool irq_level() const { return irq_level_; }
 
-private:
+   private:
     bool fifo_enabled() const { return s_.fcr & uart::kFcrEnable; }
     unsigned rx_capacity() const { return fifo_enabled() ? uart::kFifoSize : 1; }
     unsigned trigger_level() const;

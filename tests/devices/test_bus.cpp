@@ -23,7 +23,9 @@ struct Probe : Device {
         for (unsigned i = 0; i < size; i++) v |= uint64_t(0x10 * (offset + i + 1)) << (8 * i);
         return v;
     }
-    void write(uint64_t offset, unsigned size, uint64_t value) override { log.push_back({offset, size, value, true}); }
+    void write(uint64_t offset, unsigned size, uint64_t value) override {
+        log.push_back({offset, size, value, true});
+    }
 };
 }  // namespace
 

@@ -122,7 +122,7 @@ TEST_CASE("FwCfg: DMA select + read, skip, read past the end") {
     uint32_t st = r.dma(0x100, (uint32_t(kCmdlineData) << 16) | kDmaSelect | kDmaRead, 7, 0x1000);
     CHECK(st == 0);
     CHECK(std::string(r.ram.begin() + 0x1000, r.ram.begin() + 0x1007) == "console");
-    CHECK(r.ram[0x1007] == 0xcc);  // exactly 7 bytes
+    CHECK(r.ram[0x1007] == 0xcc);              // exactly 7 bytes
     CHECK(r.dma(0x100, kDmaSkip, 1, 0) == 0);  // skip '='
     CHECK(r.dma(0x100, kDmaRead, 8, 0x2000) == 0);
     // "ttyS0", its NUL, then zeros past the end of the item.

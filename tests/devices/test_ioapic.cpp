@@ -89,7 +89,7 @@ TEST_CASE("Ioapic: level-triggered pins hold remote IRR until the EOI for their 
     REQUIRE(r.bus.got.size() == 1);
     CHECK(r.bus.got[0].level);
     CHECK((r.reg(0x10 + 18) & (1u << 14)) != 0);  // remote IRR
-    r.io.eoi(0x40);  // another vector: nothing
+    r.io.eoi(0x40);                               // another vector: nothing
     CHECK(r.bus.got.size() == 1);
     r.io.eoi(0x39);  // still asserted: delivered again
     CHECK(r.bus.got.size() == 2);

@@ -166,7 +166,7 @@ TEST_CASE("Lapic: timer one-shot counts down at bus clock / divisor and fires on
     CHECK(c.apic->acknowledge() == 0x30);
     c.wr(kEoi, 0);
     CHECK(r.clock.next_deadline() == kNever);
-    c.wr(kTimerDivide, 0x3);  // divide by 16
+    c.wr(kTimerDivide, 0x3);   // divide by 16
     c.wr(kTimerInitial, 100);  // at t = 1000: expires 1600 ns later
     r.to(1000 + 1599);
     CHECK(c.rd(kTimerCurrent) == 1);
@@ -181,7 +181,7 @@ TEST_CASE("Lapic: periodic timer reloads the initial count; a masked LVT drops t
     Rig r;
     Cpu c(r.clock, r.bus, 0, false);
     c.enable();
-    c.wr(kTimerDivide, 0x0);  // divide by 2
+    c.wr(kTimerDivide, 0x0);   // divide by 2
     c.wr(kLvtTimer, 0x20040);  // periodic, vector 0x40
     c.wr(kTimerInitial, 500);  // period 1000 ns
     int taken = 0;
@@ -278,7 +278,7 @@ TEST_CASE("Lapic: illegal vectors are logged in ESR, visible after a write to ES
     a.wr(kIcrHi, 0x01000000);
     a.wr(kIcrLo, 0x00000005);  // fixed vector 5: send illegal vector
     CHECK_FALSE(b.pins.intr);
-    CHECK(a.rd(kEsr) == 0);    // not latched yet
+    CHECK(a.rd(kEsr) == 0);                // not latched yet
     CHECK(a.apic->acknowledge() == 0xee);  // the error LVT fired
     a.wr(kEoi, 0);
     a.wr(kEsr, 0);
@@ -294,7 +294,7 @@ TEST_CASE("Lapic: x2APIC mode through MSRs and the IA32_APIC_BASE transitions") 
     Rig r;
     Cpu a(r.clock, r.bus, 0, true), b(r.clock, r.bus, 0x21, false);
     uint64_t v = 0;
-    CHECK_FALSE(a.apic->msr_read(0x802, &v));  // x2APIC MSRs #GP in xAPIC mode
+    CHECK_FALSE(a.apic->msr_read(0x802, &v));                              // x2APIC MSRs #GP in xAPIC mode
     CHECK_FALSE(a.apic->msr_write(kMsrApicBase, 0xfee00000 | kBaseExtd));  // EXTD without EN
     for (Cpu* x : {&a, &b}) CHECK(x->apic->msr_write(kMsrApicBase, 0xfee00000 | kBaseEnable | kBaseExtd));
     CHECK(a.apic->msr_read(kMsrApicBase, &v));
@@ -303,7 +303,7 @@ TEST_CASE("Lapic: x2APIC mode through MSRs and the IA32_APIC_BASE transitions") 
     CHECK(b.apic->msr_read(0x802, &v));
     CHECK(v == 0x21);  // 32-bit ID
     CHECK(b.apic->msr_read(0x80d, &v));
-    CHECK(v == ((2u << 16) | (1u << 1)));  // LDR: cluster 2, bit 1
+    CHECK(v == ((2u << 16) | (1u << 1)));      // LDR: cluster 2, bit 1
     CHECK_FALSE(b.apic->msr_write(0x802, 5));  // ID is read-only
     CHECK_FALSE(b.apic->msr_read(0x80e, &v));  // no DFR
     CHECK(b.apic->msr_write(0x80f, 0x1ff));
@@ -314,7 +314,7 @@ TEST_CASE("Lapic: x2APIC mode through MSRs and the IA32_APIC_BASE transitions") 
     CHECK(b.apic->msr_write(0x80b, 0));
     CHECK(a.apic->msr_write(0x83f, 0x71));  // SELF IPI
     CHECK(a.apic->acknowledge() == 0x71);
-    CHECK_FALSE(a.apic->msr_read(0x83f, &v));  // write-only
+    CHECK_FALSE(a.apic->msr_read(0x83f, &v));                                // write-only
     CHECK_FALSE(a.apic->msr_write(kMsrApicBase, 0xfee00000 | kBaseEnable));  // x2APIC -> xAPIC
     CHECK(a.apic->msr_write(kMsrApicBase, 0xfee00000));                      // -> disabled
     CHECK_FALSE(a.apic->msr_write(kMsrApicBase, 0xfee00000 | kBaseEnable | kBaseExtd));

@@ -15,8 +15,10 @@ struct Rig {
     Intr intr;
     Pic8259 pic{IrqLine{&intr, 0}};
     void out(uint16_t port, uint8_t v) {
-        if (port >= 0x4d0) pic.elcr().write(port - 0x4d0, 1, v);
-        else (port < 0xa0 ? pic.master() : pic.slave()).write(port & 1, 1, v);
+        if (port >= 0x4d0)
+            pic.elcr().write(port - 0x4d0, 1, v);
+        else
+            (port < 0xa0 ? pic.master() : pic.slave()).write(port & 1, 1, v);
     }
     uint8_t in(uint16_t port) {
         if (port >= 0x4d0) return uint8_t(pic.elcr().read(port - 0x4d0, 1));

@@ -34,10 +34,14 @@ struct Rig {
     Pit8254 pit{clock, IrqLine{&irq, 0}};
     Rig() { irq.rises.clear(); }  // the power-on level is not an edge
     void out(unsigned port, uint8_t v) {
-        if (port == 0x61) pit.port61().write(0, 1, v);
-        else pit.write(port - 0x40, 1, v);
+        if (port == 0x61)
+            pit.port61().write(0, 1, v);
+        else
+            pit.write(port - 0x40, 1, v);
     }
-    uint8_t in(unsigned port) { return uint8_t(port == 0x61 ? pit.port61().read(0, 1) : pit.read(port - 0x40, 1)); }
+    uint8_t in(unsigned port) {
+        return uint8_t(port == 0x61 ? pit.port61().read(0, 1) : pit.read(port - 0x40, 1));
+    }
     // Move to the instant `ticks` clocks after t = 0, running due events on the way one by one.
     void to_tick(uint64_t ticks) {
         uint64_t target = at_tick(ticks);
@@ -128,7 +132,7 @@ TEST_CASE("Pit8254: mode 0 OUT low until terminal count, then high while the cou
 TEST_CASE("Pit8254: read-back command latches status and count; NULL COUNT until loaded") {
     Rig r;
     r.out(0x43, 0x34);
-    r.out(0x43, 0xe2);  // read-back: status only, channel 0
+    r.out(0x43, 0xe2);                          // read-back: status only, channel 0
     CHECK(r.in(0x40) == (0x80 | 0x40 | 0x34));  // OUT high (mode 2), null count, RW/mode/BCD
     r.out(0x40, 0x00);
     r.out(0x40, 0x01);  // 256
@@ -170,7 +174,7 @@ TEST_CASE("Pit8254: LSB-only and MSB-only access, and BCD counting") {
     CHECK(r.in(0x41) == 0x00);  // 0x00ff
     r.out(0x43, 0x71);          // channel 1, word, mode 0, BCD
     r.out(0x41, 0x00);
-    r.out(0x41, 0x01);          // 100 decimal
+    r.out(0x41, 0x01);  // 100 decimal
     r.to_tick(0x111 + 1);
     CHECK(r.latch(1) == 0x0099);
     r.to_tick(0x111 + 101);

@@ -76,7 +76,7 @@ TEST_CASE("Rtc146818: BCD 24-hour calendar from the clock, including a leap day"
 
 TEST_CASE("Rtc146818: binary data mode and 12-hour format with the PM bit") {
     Rig r;
-    r.set(kRegB, kBBinary);  // binary, 12-hour
+    r.set(kRegB, kBBinary);      // binary, 12-hour
     CHECK(r.get(kHours) == 12);  // midnight is 12 AM
     r.to((13 * 3600ull + 30) * kS);
     CHECK(r.get(kHours) == (0x80 | 1));  // 1 PM
@@ -219,7 +219,7 @@ TEST_CASE("Rtc146818: memory-size bytes as QEMU's microvm_set_rtc computes them"
     CHECK(r.get(0x35) == 0x1f);
     CHECK(r.get(0x5b) == 0);
     r.rtc.set_memory_sizes(3ull << 30, 1ull << 30);  // -m 4G: 3 GiB low, 1 GiB above 4 GiB
-    CHECK(r.get(0x5b) == 0x00);  // 1 GiB / 64 KiB = 0x4000
+    CHECK(r.get(0x5b) == 0x00);                      // 1 GiB / 64 KiB = 0x4000
     CHECK(r.get(0x5c) == 0x40);
     CHECK(r.get(0x5d) == 0x00);
     r.rtc.set_memory_sizes(8ull << 20, 0);

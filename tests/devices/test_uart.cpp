@@ -49,22 +49,22 @@ TEST_CASE("Uart16550: reset values (datasheet Table III)") {
     CHECK(r.in(kLcr) == 0);
     CHECK(r.in(kMcr) == 0);
     CHECK(r.in(kLsr) == 0x60);  // THRE and TEMT
-    CHECK((r.in(kMsr) & 0x0f) == 0);
+    CHECK((r.in(kMsr)&0x0f) == 0);
 }
 
 TEST_CASE("Uart16550: the probes of Linux's 8250 autoconfig pass as a 16550A") {
     Rig r;
     // IER: low nibble read/write, high nibble (incl. the XScale UUE bit 6) reads 0.
     r.out(kIer, 0);
-    CHECK((r.in(kIer) & 0x0f) == 0);
+    CHECK((r.in(kIer)&0x0f) == 0);
     r.out(kIer, 0x0f);
-    CHECK((r.in(kIer) & 0x0f) == 0x0f);
+    CHECK((r.in(kIer)&0x0f) == 0x0f);
     r.out(kIer, 0x40);
     CHECK(r.in(kIer) == 0);
     r.out(kIer, 0);
     // Loopback: MCR = LOOP | OUT2 | RTS -> MSR high nibble = DCD | CTS.
     r.out(kMcr, kMcrLoop | 0x0a);
-    CHECK((r.in(kMsr) & 0xf0) == 0x90);
+    CHECK((r.in(kMsr)&0xf0) == 0x90);
     r.out(kMcr, 0);
     // FIFO detection: FCR = 1 -> IIR bits 7:6 = 11 (16550A; a 16550 gives 10, a 16450 00).
     r.out(kLcr, 0xbf);
@@ -74,10 +74,10 @@ TEST_CASE("Uart16550: the probes of Linux's 8250 autoconfig pass as a 16550A") {
     CHECK((r.in(kIirFcr) >> 6) == 3);
     // No 64-byte FIFO (16750 test): IIR bit 5 stays 0 with FCR bit 5, with and without DLAB.
     r.out(kIirFcr, kFcrEnable | 0x20);
-    CHECK((r.in(kIirFcr) & 0x20) == 0);
+    CHECK((r.in(kIirFcr)&0x20) == 0);
     r.out(kLcr, 0x80);
     r.out(kIirFcr, kFcrEnable | 0x20);
-    CHECK((r.in(kIirFcr) & 0x20) == 0);
+    CHECK((r.in(kIirFcr)&0x20) == 0);
     r.out(kLcr, 0);
     // Scratch register.
     r.out(kScr, 0xa5);
@@ -113,13 +113,13 @@ TEST_CASE("Uart16550: IIR reports sources in priority order and each clears its 
     CHECK(r.line.level);
     // Overrun is impossible with two bytes in a 16-deep FIFO: make a line-status error with a break.
     r.u.receive_break();
-    r.out(kMcr, kMcrOut2);  // DTR drops: no delta in normal mode (DSR is an external input)
+    r.out(kMcr, kMcrOut2);         // DTR drops: no delta in normal mode (DSR is an external input)
     CHECK(r.in(kIirFcr) == 0xc4);  // received data (the break is not at the top yet)
     CHECK(r.in(kRbrThr) == 'a');
     CHECK(r.in(kRbrThr) == 'b');
-    CHECK(r.in(kIirFcr) == 0xc6);  // the break reached the top: line status
-    CHECK((r.in(kLsr) & kLsrBi) != 0);  // reading LSR clears it
-    CHECK(r.in(kIirFcr) == 0xc4);  // the break character itself is still data
+    CHECK(r.in(kIirFcr) == 0xc6);     // the break reached the top: line status
+    CHECK((r.in(kLsr)&kLsrBi) != 0);  // reading LSR clears it
+    CHECK(r.in(kIirFcr) == 0xc4);     // the break character itself is still data
     CHECK(r.in(kRbrThr) == 0);
     CHECK(r.in(kIirFcr) == 0xc2);  // THR empty; this read clears it
     CHECK(r.in(kIirFcr) == 0xc1);
@@ -142,7 +142,7 @@ TEST_CASE("Uart16550: modem status interrupt from loopback deltas, cleared by re
     CHECK((m & kMsrRi) != 0);
     CHECK(r.in(kIirFcr) == 0x01);
     r.out(kMcr, kMcrLoop | kMcrRts);  // OUT1 -> RI falls: trailing edge sets TERI
-    CHECK((r.in(kMsr) & kMsrTeri) != 0);
+    CHECK((r.in(kMsr)&kMsrTeri) != 0);
 }
 
 TEST_CASE("Uart16550: receive FIFO trigger level") {
@@ -151,7 +151,7 @@ TEST_CASE("Uart16550: receive FIFO trigger level") {
     r.out(kIer, kIerRda);
     for (int i = 0; i < 7; i++) r.u.receive(uint8_t('0' + i));
     CHECK(r.in(kIirFcr) == 0xc1);
-    CHECK((r.in(kLsr) & kLsrDr) != 0);
+    CHECK((r.in(kLsr)&kLsrDr) != 0);
     r.u.receive('7');
     CHECK(r.in(kIirFcr) == 0xc4);
     r.in(kRbrThr);
@@ -159,10 +159,10 @@ TEST_CASE("Uart16550: receive FIFO trigger level") {
     CHECK(r.u.rx_space() == 16 - 7);
     for (int i = 0; i < 9; i++) CHECK(r.u.receive('z'));
     CHECK_FALSE(r.u.receive('!'));  // 17th byte: overrun
-    CHECK((r.in(kLsr) & kLsrOe) != 0);
-    CHECK((r.in(kLsr) & kLsrOe) == 0);  // cleared by the read
+    CHECK((r.in(kLsr)&kLsrOe) != 0);
+    CHECK((r.in(kLsr)&kLsrOe) == 0);  // cleared by the read
     std::string got;
-    while (r.in(kLsr) & kLsrDr) got += char(r.in(kRbrThr));
+    while (r.in(kLsr)&kLsrDr) got += char(r.in(kRbrThr));
     CHECK(got == "1234567zzzzzzzzz");
     CHECK(r.host.ready == 17);
 }
@@ -223,7 +223,7 @@ TEST_CASE("Uart16550: loopback sends transmitted bytes to the receiver, not the 
     CHECK_FALSE(r.u.receive('x'));  // external input is disconnected
     CHECK(r.in(kRbrThr) == 'L');
     CHECK(r.in(kRbrThr) == 'B');
-    CHECK((r.in(kLsr) & kLsrDr) == 0);
+    CHECK((r.in(kLsr)&kLsrDr) == 0);
     r.out(kMcr, 0);
     r.out(kRbrThr, '!');
     CHECK(r.host.out == "!");
