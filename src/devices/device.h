@@ -7,9 +7,9 @@
 // reaches the outside world only through what it is given at construction:
 //
 //   - IrqLine: one interrupt output, a (sink, pin) pair. set(true/false) drives a level; an edge is
-//     a pulse(). The sink is an interrupt controller input (Pic8259, Ioapic, Lapic LINT0/1) or the
-//     board's router that fans an ISA IRQ out to the PIC and the IOAPIC. An unconnected line
-//     (sink == nullptr) is valid and does nothing.
+//     a pulse(). The sink is an interrupt controller input (Pic8259, Ioapic, Lapic LINT0/1) or an
+//     IrqFanout, the board's router that sends an ISA IRQ to both the PIC and the IOAPIC. An
+//     unconnected line (sink == nullptr) is valid and does nothing.
 //   - InterruptController: what a CPU-facing controller offers its consumer (the PIC's INTA cycle,
 //     used by the LAPIC for ExtINT).
 //   - DmaMemory: bounds-checked access to guest physical memory for devices that do DMA (fw_cfg,
@@ -17,8 +17,11 @@
 //     without touching anything, so a guest can never make a device write outside its RAM.
 //   - Clock / Timer (clock.h): virtual time and the event queue.
 //
+// ISA-style chips with 8-bit registers derive from ByteDevice (wider accesses become byte
+// accesses). RamDma is the DmaMemory the board builds from its RAM regions.
+//
 // Device state lives in a plain `State` struct per device, readable with state() for inspection
-// and save/restore.
+// and save/restore (restore() re-arms the device's timers).
 #pragma once
 
 #include <algorithm>
