@@ -87,6 +87,18 @@ void forms_system(std::vector<Form>& forms) {
                              0, 200});
     }
 
+    // PUSH FS/GS (64-bit: the zero-extended selector; 66h: a 16-bit push).
+    for (uint8_t op : {0xa0, 0xa8}) {
+        for (bool o16 : {false, true}) {
+            forms.push_back(Form{std::string("system.push ") + (op == 0xa0 ? "fs" : "gs") + (o16 ? " (66h)" : ""),
+                                 [op, o16](Xbyak::CodeGenerator& g, Picker&, State&) {
+                                     if (o16) g.db(0x66);
+                                     emit(g, {0x0f, op});
+                                 },
+                                 0, 20});
+        }
+    }
+
     // MOV r/m, Sreg for every segment register (the selectors are the same in both: CS 0x33,
     // SS 0x2b, the others 0).
     for (int sreg = 0; sreg < 6; sreg++) {

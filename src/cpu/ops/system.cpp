@@ -70,12 +70,15 @@ void mov_to_sreg(Cpu& c, const Insn& i) {
 
 void mov_from_sreg(Cpu& c, const Insn& i) { store_sel(c, i, c.s.seg[i.reg[1]].sel); }
 
-// PUSH Sreg: the stack pointer moves by the operand size; current processors write only the 16-bit
-// selector (SDM Vol. 2, PUSH: "a 16-bit move, leaving the upper portion unmodified").
+// PUSH Sreg: the stack pointer moves by the operand size. A 64-bit push stores the zero-extended
+// selector; with a 32-bit operand size current processors write only the 16-bit selector (SDM
+// Vol. 2, PUSH: "a 16-bit move, leaving the upper portion of the stack location unmodified").
 void push_sreg(Cpu& c, const Insn& i) {
     Stack st = current_stack(c);
     uint64_t nsp = (st.sp - i.osz) & st.mask();
-    write<uint16_t>(c, st.at(nsp), c.s.seg[i.reg[0]].sel);
+    uint16_t sel = c.s.seg[i.reg[0]].sel;
+    if (i.osz == 8) write<uint64_t>(c, st.at(nsp), sel);
+    else write<uint16_t>(c, st.at(nsp), sel);
     set_sp(c, nsp, st.asz);
 }
 
