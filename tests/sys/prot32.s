@@ -18,6 +18,7 @@
 .set SEL_CGATE, 0x48     # call gate, DPL 3, to SEL_CODE0:gate_target
 .set SEL_CODE16, 0x50    # 16-bit code, base 0xF0000
 .set SEL_RODATA, 0x58    # read-only data
+.set SEL_LDT, 0x60       # LDT descriptor
 .set ESP0, STACK0 - 0x100
 .set IOMAP, 0x68         # I/O bitmap offset in the TSS: 128 bytes for ports 0..0x3ff, then 0xff
 .set TSS_LIMIT, IOMAP + 128
@@ -214,6 +215,20 @@ of_after:
     setz %cl
     movzbl %cl, %ecx
     CHECK %ecx, 0, 67
+
+    # ---- LDT: LLDT, a TI = 1 selector, SLDT ----
+    mov $SEL_LDT, %ax
+    lldt %ax
+    sldt %bx
+    movzwl %bx, %ebx
+    CHECK %ebx, SEL_LDT, 68
+    movl $0x5a5a5a5a, 0x100010
+    mov $0x0c, %ax                # LDT entry 1, TI = 1, RPL 0: data at base 1 MiB
+    mov %ax, %es
+    movl %es:0x10, %eax
+    CHECK %eax, 0x5a5a5a5a, 69
+    mov $SEL_DATA0, %ax
+    mov %ax, %es
 
     # ---- 16-bit protected mode ----
     ljmp $SEL_CODE16, $(pm16 - base)
@@ -424,7 +439,11 @@ gdt:
     .word (gate_target - base + ROM) >> 16
     SEG ROM, 0xffff, 0x9b, 0x0         # 0x50 16-bit code, base 0xF0000
     SEG 0, 0xfffff, 0x91, 0xc          # 0x58 read-only data
+    SEG (ldt-base+ROM), 0x0f, 0x82, 0x0     # 0x60 LDT (2 entries, in ROM)
 gdt_end:
+ldt:
+    .quad 0
+    SEG 0x100000, 0xfff, 0x93, 0x4     # LDT 0x0c: data, base 1 MiB
 gdt_ptr:
     .word gdt_end - gdt - 1
     .long GDT_BASE
