@@ -38,12 +38,23 @@ uint64_t imm_for(Picker& p, unsigned size) {
     return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
 }
 
+// Now and then, prefixes that must not change the meaning: 66 next to REX.W (REX.W wins, SDM Vol. 2,
+// 2.2.1.2) and a null segment override (ES/CS/SS/DS are ignored in 64-bit mode, SDM Vol. 1, 3.3.7.1).
+void add_noise_prefixes(Picker& p, Insn& in) {
+    if (in.rex_w && p.rng() % 8 == 0) in.prefixes.push_back(0x66);
+    if (in.has_modrm && in.rm.mem && p.rng() % 16 == 0) {
+        static constexpr uint8_t kNullSegs[] = {0x26, 0x2e, 0x36, 0x3e};
+        in.prefixes.insert(in.prefixes.begin() + int(p.rng() % (in.prefixes.size() + 1)), kNullSegs[p.rng() % 4]);
+    }
+}
+
 // Emits, retrying register choices that cannot be encoded (AH..BH together with a REX prefix).
 template <class Build> void emit_retry(Xbyak::CodeGenerator& g, Picker& p, State& st, Build build) {
     for (int tries = 0;; ++tries) {
         uint64_t saved[16];  // registers a failed attempt set as bases
         std::memcpy(saved, st.gpr, sizeof saved);
         Insn in = build(p, st, tries > 20);
+        add_noise_prefixes(p, in);
         if (enc::emit(g, in)) return;
         std::memcpy(st.gpr, saved, sizeof saved);
     }
@@ -283,6 +294,7 @@ void add_lea(std::vector<Form>& v, bool a32) {
         in.rm.mem = true;
         in.rm.m = enc::random_lea(p, st, a32);
         in.reg = p.rng() % 40 == 0 ? 4 : p.gpr();
+        add_noise_prefixes(p, in);
         enc::emit(g, in);
     };
     v.push_back(std::move(f));

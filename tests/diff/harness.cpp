@@ -346,7 +346,8 @@ void report(const Form& f, uint64_t seed, int idx, const Case& k, const Result& 
             const Comparison& c) {
     const State& in = k.in;
     const State &a = n.o.state, &b = e.o.state;
-    std::string s = fmt::format("MISMATCH {}  (M86_SEED={} case {})\n{}", f.name, seed, idx, disasm(k));
+    std::string s = fmt::format("MISMATCH {}  case {}  (reproduce: M86_SEED={} M86_DIFF_FILTER='{}' M86_DIFF_CASE={})\n{}",
+                                f.name, idx, seed, f.name, idx, disasm(k));
     s += fmt::format("    {:<8} {:<18} {:<18} {:<18}\n", "", "input", "native", "emulator");
     auto row = [&](const std::string& name, const std::string& i, const std::string& x, const std::string& y,
                    bool diff) {
@@ -605,6 +606,9 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
             break;
         }
         ++st.cases;
+        if (i < opt.dump)
+            std::printf("%s case %d: %s\n%s", f.name.c_str(), first + i, end_str(sl.native).c_str(),
+                        disasm(sl.c).c_str());
         if (sl.native.end == End::Fault) st.native_faults++;
         if (opt.selftest && (first + i) % 7 == 5 && f.undefined_flags && sl.native.end == End::Done &&
             !compare(f, sl.native, er).any) {

@@ -134,6 +134,7 @@ struct RunOptions {
     int only_case = -1;        // >= 0: run only this case index of each form (reproduce a failure)
     int max_reports = 3;       // mismatches printed per form (all are counted)
     bool selftest = false;     // corrupt some emulator results on purpose; all must be detected
+    int dump = 0;              // print the disassembly of each form's first `dump` instances
     double hang_seconds = 10;  // a native case without a result for this long: the child is killed
 };
 

@@ -7,6 +7,7 @@
 //   M86_DIFF_VERBOSE=1   one progress line per form (name, cases, failures, time)
 //   M86_DIFF_CASE=i      run only case i of each selected form (to reproduce a reported mismatch)
 //   M86_DIFF_REPORTS=n   mismatches printed per form (default 3; all are counted)
+//   M86_DIFF_DUMP=n      print the disassembly of each form's first n instances (for generator authors)
 //   M86_DIFF_SELFTEST=1  proves the harness can fail: corrupts every 7th emulator result on purpose (a
 //                        register bit, a compared flag, a data byte, RIP, the exception, XMM/x87, the
 //                        stack) and checks each corruption is detected; flips undefined flags and checks
@@ -41,6 +42,7 @@ int main() {
     if (const char* s = env("M86_DIFF_VERBOSE")) opt.verbose = std::atoi(s) != 0;
     if (const char* s = env("M86_DIFF_CASE")) opt.only_case = std::atoi(s);
     if (const char* s = env("M86_DIFF_REPORTS")) opt.max_reports = std::atoi(s);
+    if (const char* s = env("M86_DIFF_DUMP")) opt.dump = std::atoi(s);
     if (const char* s = env("M86_DIFF_SELFTEST")) opt.selftest = std::atoi(s) != 0;
     return run_forms(forms, opt) == 0 ? 0 : 1;
 }
