@@ -158,7 +158,7 @@ void reg_form(G& g, uint8_t opc, unsigned reg, unsigned i) {
 
 // `opc /reg` with a memory operand [base + disp8] pointing at data offset `off`.
 void mem_form(G& g, Picker& p, State& st, uint8_t opc, unsigned reg, uint64_t off, bool p66 = false) {
-    int b = p.gpr({cpu::RDI});  // RDI is kept for the FNSTENV image of the pointer forms
+    int b = p.gpr({cpu::RDI, cpu::RSI});  // RSI/RDI are kept for the images of the pointer forms
     int8_t disp = int8_t(p.rng() % 256);
     st.gpr[b] = kDataAddr + off - uint64_t(int64_t(disp));
     if (p66) g.db(0x66);
@@ -455,9 +455,13 @@ void forms_x87(std::vector<Form>& forms) {
     // the data area, whose image holds the last non-control instruction's pointers and opcode
     // (SDM Vol. 1, 8.1.8-8.1.10). The selector fields (FCS, FDS) are cleared afterwards: the code and
     // data selectors of the native process differ from the emulator's flat test environment.
+    // AMD hosts do not keep FIP/FDP/FOP across a context switch when no exception is pending (the
+    // kernel's XSAVE does not save them, they come back as zeros), which happens between two
+    // instructions now and then: the sequence therefore runs from an FNSAVE snapshot and is
+    // repeated (FRSTOR) while the stored FIP is 0, which it never is for code at 0x100000.
     struct Ptr {
         const char* name;
-        std::vector<uint8_t> bytes;  // register forms; memory forms use mem below
+        std::vector<uint8_t> bytes;  // register forms; memory forms use mem_opc /mem_reg
         int mem_opc = -1, mem_reg = 0;
     };
     const Ptr kPtrForms[] = {
@@ -472,13 +476,18 @@ void forms_x87(std::vector<Form>& forms) {
         add(forms, std::string("pointers after ") + pf.name, Setup{2, false, false}, [pf](G& g, Picker& p, State& st) {
             p.fault_percent = 0;
             st.fsw &= uint16_t(~((st.fsw & ~st.fcw & 0x3f) | 0x8080));  // nothing pending: all of it runs
-            uint64_t env_off = p.data_offset(28);
-            if (env_off > 0x1000 - 28 && env_off < 0x1000) env_off = 0x1000;  // keep the image on one page
+            const uint64_t snap_off = 0x1800, env_off = 0x1880;         // fixed, on the second page
+            st.gpr[cpu::RSI] = kDataAddr + snap_off;
+            st.gpr[cpu::RDI] = kDataAddr + env_off;
+            g.db(0xdd), g.db(0x36);  // fnsave [rsi]
+            Xbyak::Label retry;
+            g.L(retry);
+            g.db(0xdd), g.db(0x26);  // frstor [rsi]
             g.db(0xd9), g.db(0xe8);  // fld1
             if (pf.mem_opc >= 0) {
                 uint64_t off;
                 do off = p.data_offset(8);
-                while (off + 8 > env_off && off < env_off + 28);
+                while (off + 8 > snap_off && off < env_off + 28);
                 if (pf.mem_opc == 0xd9 && pf.mem_reg == 5) {
                     uint16_t cw = uint16_t(st.fcw | 0x3f);
                     put_data(st, off, &cw, 2);
@@ -489,11 +498,13 @@ void forms_x87(std::vector<Form>& forms) {
             } else {
                 for (uint8_t b : pf.bytes) g.db(b);
             }
-            // fnstenv [rdi] with rdi = the image; then clear FCS (+16) and FDS (+24).
-            st.gpr[cpu::RDI] = kDataAddr + env_off;
-            g.db(0xd9), g.db(0x37);
-            g.db(0x66), g.db(0xc7), g.db(0x47), g.db(16), g.dw(0);
-            g.db(0x66), g.db(0xc7), g.db(0x47), g.db(24), g.dw(0);
+            g.db(0xd9), g.db(0x37);                              // fnstenv [rdi]
+            g.db(0x83), g.db(0x7f), g.db(12), g.db(0);           // cmp dword [rdi+12], 0
+            g.jz(retry, G::T_NEAR);
+            for (uint8_t d : {16, 24}) {                         // FCS, FDS of the image and snapshot
+                g.db(0x66), g.db(0xc7), g.db(0x47), g.db(d), g.dw(0);
+                g.db(0x66), g.db(0xc7), g.db(0x46), g.db(d), g.dw(0);
+            }
         });
     }
 
