@@ -286,6 +286,9 @@ std::string end_str(const Result& r) {
     switch (r.end) {
         case End::Done: return "completed";
         case End::Fault:
+            if (r.rip >= kWrapAddr && r.rip < kWrapAddr + 0x1000)
+                return fmt::format("fault #{} in the harness's wrapper (an input the CPU rejects, e.g. MXCSR?)",
+                                   r.o.vector);
             return r.o.vector == 14 ? fmt::format("fault #{} (err {:#x} cr2 {:#x})", r.o.vector, r.err, r.cr2)
                                     : fmt::format("fault #{}", r.o.vector);
         case End::Limit: return "instruction limit";
@@ -480,8 +483,8 @@ struct alignas(64) Shared {
     Counter generated;  // cases [0, generated) are in their slots
     Counter done;       // the child finished cases [0, done)
     struct Slot {
-        Case c;
-        Result native;
+        alignas(64) Case c;       // written by the parent
+        alignas(64) Result native;  // written by the child (separate cache lines)
     } slot[kRing];
 };
 

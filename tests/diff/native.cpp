@@ -236,7 +236,7 @@ void native_run(const Case& c, Result& r) {
         r.err = uint32_t(g_fault.err);
         std::memcpy(o.gpr, g_fault.gpr, sizeof o.gpr);
         o.rflags = g_fault.rflags;
-        if (g_fault.have_fx) fxsave_to_state(g_fault.fx, o);
+        fxsave_to_state(g_fault.have_fx ? g_fault.fx : at<uint8_t>(kFxIn), o);
     }
     std::memcpy(o.data, at<void>(kDataAddr), kDataSize);
     std::memcpy(r.stack, at<void>(kStackWinAddr), kStackWinSize);
