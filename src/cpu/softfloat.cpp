@@ -1177,6 +1177,7 @@ F80 f80_yl2x(F80 a, F80 b, Env& e) {
     if ((x.sig << 1) == 0) {
         F80 r = exact80(false, p, e);
         e.flags |= kInexact;
+        if ((r.se & 0x7fff) == 0 && r.mant) e.flags |= kUnderflow;  // tiny and "inexact" (measured)
         return r;
     }
     return bf_round(p, e);
@@ -1187,6 +1188,7 @@ F80 f80_yl2xp1(F80 a, F80 b, Env& e) {
     Unp x = unpack_f80(a), y = unpack_f80(b);
     if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
     e.rounded_up = false;
+    if (x.cls == cInf && x.sign) return pack80(invalid(kF80, e));  // log of -inf (measured; before DE)
     if ((x.den || y.den) && denormal_stop(e)) return kF80DefaultNaN;
     if (x.cls == cZero) {
         if (y.cls == cInf) return pack80(invalid(kF80, e));
@@ -1196,7 +1198,6 @@ F80 f80_yl2xp1(F80 a, F80 b, Env& e) {
         if (x.cls == cInf) return pack80(invalid(kF80, e));
         return zero80(x.sign ^ y.sign);
     }
-    if (x.cls == cInf && x.sign) return pack80(invalid(kF80, e));  // log of -inf (measured)
     if (x.cls == cInf || y.cls == cInf) return inf80(x.sign ^ y.sign);
     // x <= -1 (log undefined): the result is x itself, with PE (measured).
     if (x.sign && x.e >= 0) {
