@@ -1,7 +1,7 @@
 # From RESET through 32-bit protected mode into IA-32e mode (SDM Vol. 3, 10.8.5): 4-level paging,
 # a 64-bit IDT and TSS, and then: 64-bit exception frames (always SS:RSP, RSP aligned to 16), #PF
 # error codes and CR2, #GP for non-canonical addresses, IRETQ to ring 3, SYSCALL/SYSRET with
-# STAR/LSTAR/SFMASK, #AC alignment checking at CPL 3, INT n from ring 3 with the TSS.RSP0 stack switch, a #DF delivered on an IST
+# STAR/LSTAR/SFMASK, IRETQ to a compatibility-mode ring 3 with SYSENTER/SYSRETL, #AC alignment checking at CPL 3, INT n from ring 3 with the TSS.RSP0 stack switch, a #DF delivered on an IST
 # stack (#PF whose gate is not present), SWAPGS and the FS/GS base MSRs and instructions, a round
 # trip through compatibility mode by far jump and far return, SMEP and SMAP with STAC/CLAC, and
 # finally leaving IA-32e mode to switch on 5-level paging (CR4.LA57) and coming back.
@@ -327,6 +327,63 @@ syscall_entry:
     sysretq
 
 after_r3:
+    # ---- compatibility-mode ring 3: IRETQ there, SYSENTER into the 64-bit kernel, SYSRETL back ----
+    mov $0x174, %ecx                           # IA32_SYSENTER_CS/ESP/EIP
+    mov $SEL_K64, %eax
+    xor %edx, %edx
+    wrmsr
+    mov $0x175, %ecx
+    mov $RSP0, %eax
+    wrmsr
+    mov $0x176, %ecx
+    lea sysenter_entry, %rax
+    wrmsr
+    movl $after_r3c, R0_CONT
+    pushq $SEL_UDATA
+    pushq $STACK3
+    pushq $0x2
+    pushq $SEL_U32
+    pushq $ring3c
+    iretq
+ring3c:
+    .code32
+    mov $SEL_UDATA, %ax                        # compatibility mode uses DS: load a usable one
+    mov %ax, %ds
+    mov %ax, %es
+    mov %cs, %ax
+    movzwl %ax, %eax
+    CHECK %eax, SEL_U32, 90
+    mov %esp, %ebp
+    sysenter
+    .code64
+sysenter_entry:
+    mov %cs, %ax
+    movzwl %ax, %eax
+    mov %eax, SC_CS
+    mov %ss, %ax
+    movzwl %ax, %eax
+    mov %eax, SC_SS
+    mov %rsp, SC_RCX
+    lea sysret_target, %ecx                    # SYSRETL: EIP = ECX, flags from R11
+    mov $0x2, %r11d
+    mov %rbp, %rsp                             # SYSENTER kept no user RSP: the caller's is in EBP
+    sysretl
+sysret_target:
+    .code32
+    CHECK SC_CS, SEL_K64, 91                   # SYSENTER: CS = IA32_SYSENTER_CS, 64-bit
+    CHECK SC_SS, SEL_KDATA, 92                 # SS = CS + 8
+    CHECK SC_RCX, RSP0, 93                     # RSP = IA32_SYSENTER_ESP
+    mov %cs, %ax
+    movzwl %ax, %eax
+    CHECK %eax, SEL_U32, 94                    # SYSRETL: STAR[63:48] | 3, compatibility mode
+    mov %ss, %ax
+    movzwl %ax, %eax
+    CHECK %eax, SEL_UDATA, 95
+    CHECKR %esp, %ebp, 96                      # SYSRETL leaves RSP alone
+    int $0x82
+    .code64
+after_r3c:
+
     # ---- SMEP / SMAP: only the page at 0x1f2000 stays user-accessible ----
     xor %ecx, %ecx
 1:  andq $~U, PTE0(,%rcx,8)
