@@ -1,4 +1,4 @@
-// Differential-test forms: ALU (ADD ADC SUB SBB AND OR XOR CMP TEST, INC DEC NEG NOT), their LOCK
+// Differential-test forms (names start with "alu "): ALU (ADD ADC SUB SBB AND OR XOR CMP TEST, INC DEC NEG NOT), their LOCK
 // forms, MOV (all general-register forms, moffs, imm64) and LEA (every addressing form, 16/32/64-bit
 // operand size, 64- and 32-bit address size).
 //
@@ -87,7 +87,7 @@ enum class Kind { RmR_Reg, RRm_Reg, RmR_Mem, RRm_Mem, RmImm_Reg, RmImm8_Reg, RmI
 
 void add_bin(std::vector<Form>& v, const BinOp& op, Kind kind, const char* what) {
     Form f;
-    f.name = std::string(op.name) + " " + what;
+    f.name = std::string("alu ") + op.name + " " + what;
     f.undefined_flags = op.logic ? AF : 0;
     f.emit = [op, kind](Xbyak::CodeGenerator& g, Picker& p, State& st) {
         unsigned w = pick_width(p);
@@ -155,7 +155,7 @@ constexpr UnOp kUnOps[] = {{"inc", 0xfe, 0}, {"dec", 0xfe, 1}, {"not", 0xf6, 2},
 
 void add_un(std::vector<Form>& v, const UnOp& op, bool mem, bool lock) {
     Form f;
-    f.name = std::string(lock ? "lock " : "") + op.name + (mem ? " m (mem)" : " r (reg)");
+    f.name = std::string(lock ? "alu lock " : "alu ") + op.name + (mem ? " m (mem)" : " r (reg)");
     f.emit = [op, mem, lock](Xbyak::CodeGenerator& g, Picker& p, State& st) {
         unsigned w = pick_width(p);
         emit_retry(g, p, st, [&](Picker& p, State& st, bool simple) {
@@ -184,7 +184,7 @@ void add_un(std::vector<Form>& v, const UnOp& op, bool mem, bool lock) {
 // LOCK on the memory forms of ADD OR ADC SBB AND SUB XOR (register source or immediate).
 void add_lock_bin(std::vector<Form>& v, const BinOp& op) {
     Form f;
-    f.name = std::string("lock ") + op.name + " m, r/imm";
+    f.name = std::string("alu lock ") + op.name + " m, r/imm";
     f.undefined_flags = op.logic ? AF : 0;
     f.emit = [op](Xbyak::CodeGenerator& g, Picker& p, State& st) {
         unsigned w = pick_width(p);
@@ -221,7 +221,7 @@ enum class MovKind { RmR_Reg, RRm_Reg, RmR_Mem, RRm_Mem, RmImm_Reg, RmImm_Mem, R
 
 void add_mov(std::vector<Form>& v, MovKind kind, const char* name) {
     Form f;
-    f.name = name;
+    f.name = std::string("alu ") + name;
     f.emit = [kind](Xbyak::CodeGenerator& g, Picker& p, State& st) {
         unsigned w = pick_width(p);
         emit_retry(g, p, st, [&](Picker& p, State& st, bool simple) {
@@ -286,7 +286,7 @@ void add_mov(std::vector<Form>& v, MovKind kind, const char* name) {
 
 void add_lea(std::vector<Form>& v, bool a32) {
     Form f;
-    f.name = a32 ? "lea r, m (32-bit address)" : "lea r, m";
+    f.name = a32 ? "alu lea r, m (32-bit address)" : "alu lea r, m";
     f.emit = [a32](Xbyak::CodeGenerator& g, Picker& p, State& st) {
         unsigned w = kWidths[1 + p.rng() % 3];  // 16, 32, 64
         Insn in;
@@ -302,7 +302,7 @@ void add_lea(std::vector<Form>& v, bool a32) {
 
 // Encodings that must raise #UD, so the fault path is compared too.
 void add_ud_forms(std::vector<Form>& v) {
-    v.push_back({"#UD: 82 /digit ib (invalid in 64-bit mode)", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
+    v.push_back({"alu #UD: 82 /digit ib (invalid in 64-bit mode)", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
                      Insn in;
                      in.opcode = {0x82};
                      in.byte_regs = true;
@@ -313,7 +313,7 @@ void add_ud_forms(std::vector<Form>& v) {
                      in.imm = p.rng() & 0xff;
                      enc::emit(g, in);
                  }});
-    v.push_back({"#UD: lock on a register destination", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
+    v.push_back({"alu #UD: lock on a register destination", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
                      Insn in;
                      in.prefixes = {0xf0};
                      in.opcode = {uint8_t(8 * (p.rng() % 7) + 1)};
@@ -322,7 +322,7 @@ void add_ud_forms(std::vector<Form>& v) {
                      in.rm.reg = p.gpr();
                      enc::emit(g, in);
                  }});
-    v.push_back({"#UD: lock cmp/test/mov on memory", [](Xbyak::CodeGenerator& g, Picker& p, State& st) {
+    v.push_back({"alu #UD: lock cmp/test/mov on memory", [](Xbyak::CodeGenerator& g, Picker& p, State& st) {
                      Insn in;
                      in.prefixes = {0xf0};
                      static constexpr uint8_t kOps[] = {0x39, 0x3b, 0x85, 0x89, 0x8b};
@@ -332,7 +332,7 @@ void add_ud_forms(std::vector<Form>& v) {
                      in.rm.m = enc::random_mem(p, st, 4, {}, 0);
                      enc::emit(g, in);
                  }});
-    v.push_back({"#UD: lea with a register operand", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
+    v.push_back({"alu #UD: lea with a register operand", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
                      Insn in;
                      in.opcode = {0x8d};
                      in.rex_w = p.rng() % 2;

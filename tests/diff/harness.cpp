@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -255,7 +256,7 @@ private:
 // ---- comparison ------------------------------------------------------------------------------------
 
 constexpr uint64_t kComparedFlags = cpu::fl::kArith | cpu::fl::DF | cpu::fl::AC | cpu::fl::ID;
-constexpr uint32_t kPfErrBits = 0x1 | 0x2 | 0x10;  // P, W/R, I/D
+constexpr uint32_t kPfErrBits = 0x1 | 0x2 | 0x4 | 0x10;  // P, W/R, U/S, I/D (SDM Vol. 3, 4.7)
 
 const char* const kGprNames[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
                                    "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
@@ -656,6 +657,15 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
     auto* sh = new (mem) Shared;
     auto emu = std::make_unique<Emulator>();
     Xbyak::CodeGenerator g(4096, Xbyak::DontSetProtectRWE);
+    {
+        // Cases derive from the form's name: two forms with one name test the same instances.
+        std::vector<std::string> names;
+        for (const Form& f : forms) names.push_back(f.name);
+        std::sort(names.begin(), names.end());
+        for (size_t i = 1; i < names.size(); ++i)
+            if (names[i] == names[i - 1] && (i < 2 || names[i] != names[i - 2]))
+                std::printf("WARNING: more than one form is named \"%s\"\n", names[i].c_str());
+    }
     auto t0 = std::chrono::steady_clock::now();
     int passed = 0, failed = 0, failing_cases = 0;
     long long cases = 0, injected = 0, detected = 0, masked_injected = 0, masked_ignored = 0;
