@@ -199,7 +199,7 @@ void Cpu::deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t r
     if (soft && g.dpl() < cur) raise_fault(kGP, idt_err);
     if (!g.present()) raise_fault(kNP, idt_err);
     if (type == dt::kTaskGate) {
-        log_unimplemented(0, "task gate in the IDT (hardware task switch)");
+        log_unsupported("delivery through a task gate (hardware task switch)");
         raise_fault(kGP, idt_err);
     }
     const bool gate32 = lm || (type & 8);

@@ -6,6 +6,11 @@
 // switches (JMP/CALL to a TSS or task gate, IRET with NT = 1 outside long mode) raise #GP with the
 // selector (or 0) after logging once; virtual-8086 mode cannot be entered (IRET to VM = 1 raises
 // #GP(0)).
+#include <fmt/format.h>
+
+#include <mutex>
+#include <set>
+
 #include "cpu/sys.h"
 
 namespace m86::cpu::sys {
@@ -57,8 +62,9 @@ void check_ip(Cpu& c, const Desc& d, uint64_t ip) {
     if (long_mode(c) && d.l() && !canonical(c, ip)) c.raise_fault(kGP, 0);
 }
 
-[[noreturn]] void task_switch(Cpu& c, uint16_t sel) {
-    log_unimplemented(0, "hardware task switch (TSS or task gate)");
+[[noreturn]] void task_switch(Cpu& c, uint16_t sel, bool call) {
+    log_unsupported(call ? "far CALL to a TSS or task gate (hardware task switch)"
+                         : "far JMP to a TSS or task gate (hardware task switch)");
     c.raise_fault(kGP, sel & 0xfffc);
 }
 
@@ -106,6 +112,13 @@ void check_return_cs(Cpu& c, uint16_t sel, Desc& d, unsigned cur) {
 }
 
 }  // namespace
+
+void log_unsupported(const char* what) {
+    static std::mutex mu;
+    static std::set<const char*> seen;
+    std::lock_guard<std::mutex> lock(mu);
+    if (seen.insert(what).second) fmt::print(stderr, "micro86: not implemented: {} (raising #GP)\n", what);
+}
 
 // ---- descriptors ---------------------------------------------------------------------------------
 
@@ -280,7 +293,7 @@ void far_jmp(Cpu& c, uint16_t sel, uint64_t off, unsigned osz) {
         case dt::kTss16Avail:
         case dt::kTss32Avail:
             if (lm) c.raise_fault(kGP, e);
-            task_switch(c, sel);
+            task_switch(c, sel, false);
         default: c.raise_fault(kGP, e);
     }
 }
@@ -325,7 +338,7 @@ void far_call(Cpu& c, uint16_t sel, uint64_t off, unsigned osz) {
         case dt::kTss16Avail:
         case dt::kTss32Avail:
             if (lm) c.raise_fault(kGP, e);
-            task_switch(c, sel);
+            task_switch(c, sel, true);
         default: c.raise_fault(kGP, e);
     }
     // Call gate (SDM Vol. 3, 5.8.3-5.8.6; Vol. 2 CALL "Operation").
@@ -468,7 +481,7 @@ void iret(Cpu& c, unsigned osz) {
     const bool lm = long_mode(c);
     if (flags_now & fl::NT) {
         if (lm) c.raise_fault(kGP, 0);
-        log_unimplemented(0, "IRET with NT = 1 (task return)");
+        log_unsupported("IRET with NT = 1 (task return)");
         c.raise_fault(kGP, 0);
     }
     const unsigned cur = cpl(c);
@@ -477,7 +490,7 @@ void iret(Cpu& c, unsigned osz) {
     uint64_t img = st.pop(c, osz);
     if (osz == 2) img = (flags_now & ~0xffffull) | (img & 0xffff);
     if ((img & fl::VM) && osz >= 4 && !lm && cur == 0) {
-        log_unimplemented(0, "IRET to virtual-8086 mode");
+        log_unsupported("IRET to virtual-8086 mode");
         c.raise_fault(kGP, 0);
     }
     Desc d;

@@ -122,6 +122,9 @@ inline bool canonical(const Cpu& c, uint64_t a) {
     return uint64_t(int64_t(a << (64 - bits)) >> (64 - bits)) == a;
 }
 
+// Report an unsupported feature the guest used, once per feature (the caller raises #GP).
+void log_unsupported(const char* what);
+
 // Far transfers and returns (segment.cpp).
 void far_jmp(Cpu& c, uint16_t sel, uint64_t off, unsigned osz);
 void far_call(Cpu& c, uint16_t sel, uint64_t off, unsigned osz);
