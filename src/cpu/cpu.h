@@ -124,6 +124,16 @@ public:
         pending_.fetch_or(kPendStop);
         exit_request = true;
     }
+    // For the board's idle loop after run() returned Halt: would run() make progress now (an
+    // event that wakes a halted CPU, starts a waiting AP, or resets it is pending)?
+    bool wake_pending() const {
+        uint32_t p = pending_.load();
+        if (p & (kPendInit | kPendStop)) return true;
+        if (shutdown) return false;
+        if (wait_for_sipi) return p & kPendSipi;
+        if (!halted) return true;
+        return ((p & kPendNmi) && !nmi_blocked_) || ((p & kPendIntr) && (s.rflags & fl::IF));
+    }
     // Deliver an interrupt or exception through the IVT/IDT now (from a handler: INT n, INT3...).
     // return_rip is the address pushed (the next instruction for traps and software interrupts).
     // Commits everything or faults (longjmp) leaving the state untouched.

@@ -272,8 +272,10 @@ TEST_CASE("system: INTR is taken when IF = 1, acknowledged once, and wakes HLT")
     c.s.idtr = {kIdt, 256 * 16 - 1};
     CHECK(env.run(100) == StopReason::Halt);
     CHECK(c.s.rip == kCode + hlt1 + 1);
+    CHECK(!c.wake_pending());
     pic.raise(0x30);
     // IF = 0: the halted CPU stays halted.
+    CHECK(!c.wake_pending());
     CHECK(env.run(100) == StopReason::Halt);
     CHECK(pic.acks == 0);
     c.halted = false;  // (a board would only wake it for an interrupt it can take; resume here)
@@ -299,7 +301,9 @@ TEST_CASE("system: NMI is taken with IF = 0; INIT parks an AP until SIPI") {
     put_gate64(env, kIdt, kNMI, kCode + hlt1 + 1);
     c.s.idtr = {kIdt, 256 * 16 - 1};
     CHECK(env.run(100) == StopReason::Halt);
+    CHECK(!c.wake_pending());
     c.raise_nmi();
+    CHECK(c.wake_pending());
     CHECK(env.run(100) == StopReason::Halt);
     CHECK(c.s.rip == kCode + hlt1 + 2);
     CHECK(peek64(env, kData + 0x1000 - 40) == kCode + hlt1 + 1);
