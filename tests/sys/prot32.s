@@ -4,7 +4,8 @@
 # expand-down segments, ring 3 via IRET with the TSS stack switch, gate DPL checks for INT n, the
 # I/O permission bitmap, a call gate to ring 0 and the far return to the outer level (which nulls
 # data segments the outer level may not use), LAR/LSL/VERR/VERW, a #DF from a fault while
-# delivering a contributory fault, and a stretch of 16-bit protected-mode code.
+# delivering a contributory fault, a stretch of 16-bit protected-mode code, an LDT, and the way
+# back to real mode.
 .include "common.inc"
 
 .set SEL_CODE0, 0x08
@@ -19,6 +20,7 @@
 .set SEL_CODE16, 0x50    # 16-bit code, base 0xF0000
 .set SEL_RODATA, 0x58    # read-only data
 .set SEL_LDT, 0x60       # LDT descriptor
+.set SEL_DATA16, 0x68    # 16-bit data, limit 0xffff
 .set ESP0, STACK0 - 0x100
 .set IOMAP, 0x68         # I/O bitmap offset in the TSS: 128 bytes for ports 0..0x3ff, then 0xff
 .set TSS_LIMIT, IOMAP + 128
@@ -331,7 +333,39 @@ ring0_again:
     mov %ax, %ds
     mov %ax, %es
     mov $STACK0, %esp
+
+    # ---- back to real mode, as firmware does to run real-mode code (SDM Vol. 3, 10.9.2) ----
+    movw $(rm_int40 - base), 0x40*4
+    movw $0xf000, 0x40*4+2
+    movl $0, SCRATCH
+    lidt rm_idt_ptr
+    ljmp $SEL_CODE16, $(to_real16 - base)
+    .code16
+to_real16:
+    mov $SEL_DATA16, %ax          # 64 KiB limits for the real-mode segment caches
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %cr0, %eax
+    and $~1, %eax
+    mov %eax, %cr0
+    ljmp $0xf000, $(real_again - base)
+real_again:
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov $STACK0, %sp
+    int $0x40                     # through the real-mode IVT again
+    CHECK SCRATCH, 0x40, 130
+    mov %cs, %ax
+    movzwl %ax, %eax
+    CHECK %eax, 0xf000, 131
     PASS
+rm_int40:
+    movl $0x40, SCRATCH
+    iret
+    .code32
 
 # ---- call gate target (ring 0) ----
 gate_target:
@@ -440,6 +474,7 @@ gdt:
     SEG ROM, 0xffff, 0x9b, 0x0         # 0x50 16-bit code, base 0xF0000
     SEG 0, 0xfffff, 0x91, 0xc          # 0x58 read-only data
     SEG (ldt-base+ROM), 0x0f, 0x82, 0x0     # 0x60 LDT (2 entries, in ROM)
+    SEG 0, 0xffff, 0x93, 0x0           # 0x68 16-bit data, 64 KiB
 gdt_end:
 ldt:
     .quad 0
@@ -460,5 +495,8 @@ idt_end:
 idt_ptr:
     .word idt_end - idt - 1
     .long IDT_BASE
+rm_idt_ptr:
+    .word 0x3ff
+    .long 0
 
     RESET_VECTOR entry
