@@ -179,6 +179,27 @@ inline u128 round_shift(u128 s, int sh, bool sign, Round r, bool& inexact, bool&
 // Round the non-zero value sig * 2^(e - 127) (sig normalised: bit 127 set) to format f with
 // precision p. SDM Vol. 1, 4.9.1.4-4.9.1.6 (overflow, underflow, inexact), 11.5.2.3-11.5.2.5.
 Wide round_pack(bool sign, int32_t e, u128 sig, const Fmt& f, int p, Env& env) {
+    // Fast path: a normal result that cannot overflow, rounded with 64-bit arithmetic.
+    if (e >= f.emin && e < f.emax) [[likely]] {
+        uint64_t hi = uint64_t(sig >> 64), lo = uint64_t(sig);
+        int s = 64 - p;
+        uint64_t q = hi >> s, r1 = s ? hi << (64 - s) : lo, r2 = s ? lo : 0;  // discarded: r1:r2
+        bool inexact = (r1 | r2) != 0, inc;
+        switch (env.round) {
+            case kNearest: inc = r1 > kTop || (r1 == kTop && (r2 != 0 || (q & 1))); break;
+            case kUp: inc = !sign && inexact; break;
+            case kDown: inc = sign && inexact; break;
+            default: inc = false; break;
+        }
+        q += inc;
+        if (p == 64 ? q == 0 : (q >> p) != 0) {  // carried into the next binade
+            q = p == 64 ? kTop : q >> 1;
+            e++;
+        }
+        env.rounded_up = inc;
+        if (inexact) env.flags |= kInexact;
+        return {sign, e + f.bias, q << s};
+    }
     int sh = 128 - p;
     bool inexact, inc;
     if (e >= f.emin) {

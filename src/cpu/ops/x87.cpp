@@ -187,10 +187,22 @@ inline F80 read_f80(Cpu& c, const Insn& i, uint64_t e) {
     uint16_t se = read<uint16_t>(c, lin_at(c, i, e, 8));
     return F80{m, se};
 }
+// A multi-part store must not fault half-way: walk the page tables first only when it crosses a
+// page (within one page the first part's success implies the second's).
+inline void probe_span(Cpu& c, uint64_t l0, uint64_t l_last) {
+    if ((l0 ^ l_last) & ~uint64_t(0xfff)) [[unlikely]] {
+        if (l_last > l0) {
+            c.probe_write(l0, unsigned(l_last - l0 + 1));  // a second-page fault reports its first byte
+        } else {  // wrapped at 4 GiB (legacy modes)
+            c.probe_write(l0, 1);
+            c.probe_write(l_last, 1);
+        }
+    }
+}
+
 inline void write_f80(Cpu& c, const Insn& i, uint64_t e, const F80& v) {
     uint64_t l0 = lin_at(c, i, e, 0), l8 = lin_at(c, i, e, 8);
-    c.probe_write(l0, 8);
-    c.probe_write(l8, 2);
+    probe_span(c, l0, l8 + 1);
     write<uint64_t>(c, l0, v.mant);
     write<uint16_t>(c, l8, v.se);
 }
@@ -300,12 +312,13 @@ template <MemKind K, bool Pop, bool Trunc = false> void fst_mem(Cpu& c, const In
     enter(c);
     uint64_t e = ea(c, i);
     X87State& x = c.s.x87;
-    // The destination is checked (#PF/#GP) even when an exception then suppresses the store.
     uint64_t l = lin_at(c, i, e, 0);
-    c.probe_write(l, K == kI16 ? 2 : K == kM32 || K == kI32 ? 4 : 8);
+    constexpr unsigned kSize = K == kI16 ? 2 : K == kM32 || K == kI32 ? 4 : 8;
     Env env = env_of(x);
     uint64_t v;
     if (empty(x, 0)) [[unlikely]] {
+        // The destination is checked (#PF/#GP) even when an exception then suppresses the store.
+        c.probe_write(l, kSize);
         note_mem(c, i, e);
         if (!stack_fault(x, false)) return;
         // Masked stack underflow stores the indefinite of the destination format.
@@ -316,15 +329,24 @@ template <MemKind K, bool Pop, bool Trunc = false> void fst_mem(Cpu& c, const In
         if constexpr (K == kM32) v = sf::f80_to_f32(a, env);
         else if constexpr (K == kM64) v = sf::f80_to_f64(a, env);
         else v = uint64_t(sf::f80_to_int(a, K == kI16 ? 16 : K == kI32 ? 32 : 64, Trunc, env));
-        note_mem(c, i, e);
-        set_c1(x, env.rounded_up);
-        if (!mem_ok(x, env.flags)) {
-            // Unmasked: nothing stored, and (measured) no PE alongside an unmasked OE/UE.
+        if (!mem_ok(x, env.flags)) [[unlikely]] {
+            // Unmasked: nothing stored (the destination is still checked), and (measured) no PE
+            // alongside an unmasked OE/UE.
+            c.probe_write(l, kSize);
+            note_mem(c, i, e);
             set_c1(x, false);
             post_mem(x, (unmasked(x, env.flags) & (kOE | kUE)) ? env.flags & ~kPE : env.flags);
             return;
         }
+        // The store comes first (it may fault), then the FPU state.
+        if constexpr (K == kM32 || K == kI32) write<uint32_t>(c, l, uint32_t(v));
+        else if constexpr (K == kI16) write<uint16_t>(c, l, uint16_t(v));
+        else write<uint64_t>(c, l, v);
+        note_mem(c, i, e);
+        set_c1(x, env.rounded_up);
         post_mem(x, env.flags);
+        if (Pop) pop(x);
+        return;
     }
     if constexpr (K == kM32 || K == kI32) write<uint32_t>(c, l, uint32_t(v));
     else if constexpr (K == kI16) write<uint16_t>(c, l, uint16_t(v));
@@ -337,9 +359,9 @@ void fstp_m80(Cpu& c, const Insn& i) {
     uint64_t e = ea(c, i);
     X87State& x = c.s.x87;
     bool underflow = empty(x, 0);
-    c.probe_write(lin_at(c, i, e, 0), 8);
-    c.probe_write(lin_at(c, i, e, 8), 2);
     if (underflow && !(x.fcw & kIE)) {
+        c.probe_write(lin_at(c, i, e, 0), 8);  // checked even though nothing is stored
+        c.probe_write(lin_at(c, i, e, 8), 2);
         note_mem(c, i, e);
         stack_fault(x, false);
         return;
@@ -359,8 +381,11 @@ void fbstp(Cpu& c, const Insn& i) {
     uint8_t b[10];
     bool underflow = empty(x, 0);
     uint64_t l0 = lin_at(c, i, e, 0), l8 = lin_at(c, i, e, 8);
-    c.probe_write(l0, 8);
-    c.probe_write(l8, 2);
+    probe_span(c, l0, l8 + 1);
+    if (underflow || !(x.fcw & kIE)) {
+        c.probe_write(l0, 8);  // exceptions may suppress the store: check the destination first
+        c.probe_write(l8, 2);
+    }
     if (underflow) {
         if (!(x.fcw & kIE)) {
             note_mem(c, i, e);
