@@ -209,6 +209,38 @@ lm64:
     wrfsbase %rax                              # non-canonical: #GP(0)
 1:  CHECK F_VEC, 13, 36
 
+    # ---- PCID (SDM Vol. 3, 4.10.1) and INVPCID ----
+    mov %cr3, %rax
+    or $5, %rax                                # CR3[11:0] != 0 (ignored bits while PCIDE = 0)
+    mov %rax, %cr3
+    mov %cr4, %rbx
+    or $(1 << 17), %rbx
+    EXPECT 1f
+    mov %rbx, %cr4                             # setting PCIDE needs CR3[11:0] = 0: #GP(0)
+1:  CHECK F_VEC, 13, 37
+    and $~0xfff, %rax
+    mov %rax, %cr3
+    movl $0, F_VEC
+    mov %rbx, %cr4                             # now it works
+    bts $63, %rax
+    mov %rax, %cr3                             # bit 63: "do not flush", not part of CR3
+    mov %cr3, %rax
+    CHECK %eax, PML4, 38
+    shr $32, %rax
+    CHECK %eax, 0, 39
+    movq $0, SCRATCH                           # INVPCID descriptor: PCID 0, address 0x1000
+    movq $0x1000, SCRATCH+8
+    mov $2, %eax
+    invpcid SCRATCH, %rax                      # all contexts incl. global
+    CHECK F_VEC, 0, 26
+    EXPECT 1f
+    mov $4, %eax
+    invpcid SCRATCH, %rax                      # type > 3: #GP(0)
+1:  CHECK F_VEC, 13, 27
+    mov %cr4, %rax
+    and $~(1 << 17), %rax
+    mov %rax, %cr4
+
     # ---- compatibility mode and back ----
     ljmpl *compat_ptr
 compat32:
