@@ -1,14 +1,21 @@
 // Native execution of test cases on the host CPU; see native.h for the design.
 #include "diff/native.h"
 
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
 #include <csetjmp>
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 namespace m86::difftest {
 
@@ -124,7 +131,7 @@ void on_signal(int sig, siginfo_t* si, void* ctx) {
     static constexpr int kMap[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
                                      REG_R8,  REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
     for (int i = 0; i < 16; ++i) g_fault.gpr[i] = uint64_t(gr[kMap[i]]);
-    g_fault.trapno = uint64_t(gr[REG_TRAPNO]);
+    g_fault.trapno = sig == SIGSYS ? kSyscallVector : uint64_t(gr[REG_TRAPNO]);
     g_fault.rip = uint64_t(gr[REG_RIP]);
     g_fault.err = uint64_t(gr[REG_ERR]);
     g_fault.rflags = uint64_t(gr[REG_EFL]);
@@ -177,6 +184,29 @@ void fxsave_to_state(const uint8_t img[512], State& s) {
     for (int i = 0; i < 16; ++i) std::memcpy(s.xmm[i].b, img + 160 + 16 * i, 16);
 }
 
+namespace {
+// An instance that reaches the kernel (SYSCALL, INT 0x80) must not act on the host: from here on the
+// child may only make the system calls the harness itself needs; any other one raises SIGSYS, which
+// ends the case like a fault (kSyscallVector).
+void install_syscall_filter() {
+    static const int kAllowed[] = {SYS_futex, SYS_exit, SYS_exit_group, SYS_rt_sigreturn, SYS_write,
+                                   SYS_rt_sigprocmask, SYS_rt_sigaction, SYS_tgkill, SYS_getpid, SYS_gettid};
+    std::vector<sock_filter> prog;
+    prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
+    prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP));
+    prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
+    for (int nr : kAllowed) {
+        prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, unsigned(nr), 0, 1));
+        prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    }
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP));
+    sock_fprog fprog{uint16_t(prog.size()), prog.data()};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) != 0)
+        std::perror("diff: seccomp filter for the native child (instances could make system calls)");
+}
+}  // namespace
+
 bool native_init() {
     constexpr int kRW = PROT_READ | PROT_WRITE, kRWX = kRW | PROT_EXEC;
     if (!map_fixed(kCodeAddr, 0x1000, kRWX) || !map_fixed(kDataAddr, kDataSize, kRW) ||
@@ -196,8 +226,9 @@ void native_child_setup(unsigned alarm_seconds) {
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) sigaction(sig, &sa, nullptr);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sigaction(sig, &sa, nullptr);
     alarm(alarm_seconds);
+    install_syscall_filter();
 }
 
 void native_run(const Case& c, Result& r) {

@@ -29,6 +29,10 @@ constexpr uint64_t kMaxCode = 240;        // bytes of instance code per case
 constexpr uint64_t kStackRsp = kStackTop - 0x1000;
 constexpr uint64_t kStackWinAddr = kStackRsp - 0x200, kStackWinSize = 0x400;
 
+// The Outcome vector reported when an instance made a system call natively (blocked; no CPU
+// exception has this number).
+constexpr uint8_t kSyscallVector = 0xfe;
+
 // One generated case: the input state and the instance bytes.
 struct Case {
     State in;
