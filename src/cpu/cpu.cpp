@@ -91,6 +91,7 @@ void Cpu::update_mode() {
     tlb_ctx = cpl == 3                                              ? kCtxUser
               : (s.cr4 & cr4::SMAP) && (s.rflags & fl::AC) ? kCtxSupAC
                                                                     : kCtxSup;
+    implicit_access = false;
     bool ac = cpl == 3 && (s.cr0 & cr0::AM) && (s.rflags & fl::AC);
     if (ac && !ac_check) {
         // Entering alignment-checking mode: drop the user context's entries (they bypass the check).

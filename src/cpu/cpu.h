@@ -153,6 +153,9 @@ public:
     }
     // Time-stamp counter as RDTSC sees it (the bus's clock plus the guest's IA32_TSC writes).
     uint64_t tsc() { return bus.tsc(icount) + s.tsc_offset; }
+    // An implicit supervisor access is in progress (descriptor tables, IDT, TSS, delivery stacks:
+    // sys.h): SMAP applies whatever RFLAGS.AC says. Cleared by update_mode().
+    bool implicit_access = false;
     // Alignment checking is on (CR0.AM, RFLAGS.AC, CPL 3): user accesses take the slow path,
     // which raises #AC for misaligned ones (mmu.cpp). Maintained by update_mode().
     bool ac_check = false;

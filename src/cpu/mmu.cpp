@@ -164,6 +164,12 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
     } else if (exec) {
         ok = !nx && !(usr && (s.cr4 & cr4::SMEP));
     } else {
+        if (usr && (s.cr4 & cr4::SMAP) && !implicit_access) {
+            // An explicit supervisor access: the context follows RFLAGS.AC. Re-derive it here, so a
+            // POPF that changed AC without update_mode() cannot leave a stale SMAP decision (the
+            // caller fills the TLB of the corrected context).
+            tlb_ctx = (s.rflags & fl::AC) ? kCtxSupAC : kCtxSup;
+        }
         bool smap_blocks = usr && (s.cr4 & cr4::SMAP) && tlb_ctx != kCtxSupAC;
         ok = !smap_blocks && (!write || writable || !(s.cr0 & cr0::WP));
     }

@@ -63,14 +63,18 @@ inline uint64_t sys_lin(const Cpu& c, uint64_t a) { return long_mode(c) ? a : ui
 template <class T> inline T sys_read(Cpu& c, uint64_t lin) {
     unsigned saved = c.tlb_ctx;
     c.tlb_ctx = kCtxSup;
+    c.implicit_access = true;
     T v = read<T>(c, sys_lin(c, lin));
+    c.implicit_access = false;
     c.tlb_ctx = saved;
     return v;
 }
 template <class T> inline void sys_write(Cpu& c, uint64_t lin, T v) {
     unsigned saved = c.tlb_ctx;
     c.tlb_ctx = kCtxSup;
+    c.implicit_access = true;
     write<T>(c, sys_lin(c, lin), v);
+    c.implicit_access = false;
     c.tlb_ctx = saved;
 }
 

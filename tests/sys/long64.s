@@ -450,6 +450,13 @@ after_r3c:
     CHECK F_VEC, 0, 75
     CHECK %eax, 0xc3, 76
     clac
+    pushfq                                     # AC set by POPF works like STAC
+    orq $0x40000, (%rsp)
+    popfq
+    movl $0, F_VEC
+    movl 0x1f2004, %eax
+    CHECK F_VEC, 0, 79
+    clac
     EXPECT 1f
     movl $5, 0x1f2000
 1:  CHECK F_VEC, 14, 77
