@@ -416,13 +416,21 @@ Wide div_core(const Unp& a, const Unp& b, const Fmt& f, int p, Env& env) {
     return round_pack(sign, a.e - b.e - lz, Q << lz, f, p, env);
 }
 
-// Integer square root of a 128-bit number: floor(sqrt(n)), n < 2^128.
+// Integer square root of a 128-bit number: floor(sqrt(n)) for 2^126 <= n < 2^128 (the caller's
+// range; the result then has bit 63 set). 32 bits by bisection on the high half, then one Newton
+// step and a final correction.
 uint64_t isqrt128(u128 n, u128* rem) {
-    uint64_t q = 0;
-    for (int bit = 63; bit >= 0; bit--) {
-        uint64_t t = q | (1ull << bit);
-        if (u128(t) * t <= n) q = t;
+    uint64_t t = uint64_t(n >> 64), y = 0;
+    for (int bit = 31; bit >= 0; bit--) {  // floor(sqrt(t)), branch-free
+        uint64_t c = y | (1ull << bit);
+        uint64_t take = 0 - uint64_t(c * c <= t);
+        y = (c & take) | (y & ~take);
     }
+    u128 s0 = u128(y) << 32;  // sqrt(n) - 2^32 < s0 <= sqrt(n)
+    u128 s1 = (s0 + n / s0) >> 1;  // >= floor(sqrt(n)), within a few units
+    uint64_t q = s1 >> 64 ? ~0ull : uint64_t(s1);
+    while (u128(q) * q > n) q--;
+    while (q != ~0ull && u128(q + 1) * (q + 1) <= n) q++;
     *rem = n - u128(q) * q;
     return q;
 }
