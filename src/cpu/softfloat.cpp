@@ -685,7 +685,7 @@ int64_t f80_to_int(F80 a, unsigned bits, bool truncate, Env& e) {
     return to_int_core(unpack_f80(a), bits, truncate ? kZero : e.round, e);
 }
 
-// FSCALE (SDM Vol. 2, FSCALE, Table 3-xx): a * 2^trunc(b).
+// FSCALE (SDM Vol. 2 FSCALE, results table): a * 2^trunc(b).
 F80 f80_scale(F80 a, F80 b, Env& e) {
     Unp x = unpack_f80(a), y = unpack_f80(b);
     if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
@@ -1119,7 +1119,7 @@ bool f80_tan(F80 a, F80* out, Env& e) {
     return true;
 }
 
-// FPATAN (SDM Vol. 2 FPATAN, Table 3-29): arctan(y / x), quadrant from both signs.
+// FPATAN (SDM Vol. 2 FPATAN, results table): arctan(y / x), quadrant from both signs.
 F80 f80_atan(F80 a, F80 b, Env& e) {
     Unp x = unpack_f80(a), y = unpack_f80(b);
     if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));
@@ -1177,7 +1177,7 @@ F80 f80_2xm1(F80 a, Env& e) {
     return bf_round(sum, e);
 }
 
-// FYL2X (SDM Vol. 2 FYL2X, Table 3-49): y * log2(x).
+// FYL2X (SDM Vol. 2 FYL2X, results table): y * log2(x).
 F80 f80_yl2x(F80 a, F80 b, Env& e) {
     Unp x = unpack_f80(a), y = unpack_f80(b);
     if (special(x) || special(y)) return pack80(propagate2(x, y, kF80, e));

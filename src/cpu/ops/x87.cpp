@@ -45,7 +45,7 @@ inline void set_tag(X87State& x, unsigned p, unsigned t) {
 inline bool empty(const X87State& x, unsigned i) { return tag(x, phys(x, i)) == kTagEmpty; }
 inline F80& st(X87State& x, unsigned i) { return x.st[phys(x, i)]; }
 
-// The tag a value gets when written (SDM Vol. 1, Table 8-? / 8.1.7): zero, valid (normal), or
+// The tag a value gets when written (SDM Vol. 1, 8.1.7): zero, valid (normal), or
 // special (NaN, infinity, denormal, unsupported).
 inline unsigned tag_of(const F80& v) {
     unsigned e = v.se & 0x7fff;
@@ -719,7 +719,7 @@ template <bool Unordered, bool Pop> void fcomi(Cpu& c, const Insn& i) {
     if (Pop && ok) pop(x);
 }
 
-// FXAM (SDM Vol. 2 FXAM, Table 3-?): C3 C2 C0 classify ST(0), C1 = its sign.
+// FXAM (SDM Vol. 2 FXAM, the classification table): C3 C2 C0 classify ST(0), C1 = its sign.
 void fxam(Cpu& c, const Insn& i) {
     enter(c);
     X87State& x = c.s.x87;
