@@ -113,8 +113,17 @@ Virtqueue::Pop Virtqueue::pop(Chain& c) {
     const uint16_t num = s_.num;
     uint16_t avail_idx;
     if (!read16(s_.avail + kRingIdx, avail_idx, "available ring")) return Pop::Error;
-    const uint16_t pending = uint16_t(avail_idx - s_.last_avail);
-    if (pending == 0) return publish_avail_event() ? Pop::Empty : Pop::Error;
+    uint16_t pending = uint16_t(avail_idx - s_.last_avail);
+    if (pending == 0) {
+        if (!publish_avail_event()) return Pop::Error;
+        if (!event_idx_) return Pop::Empty;
+        // 2.7.10: a driver on another CPU may have added a buffer before it could see the new
+        // avail_event (and so will not notify): look once more after publishing it.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (!read16(s_.avail + kRingIdx, avail_idx, "available ring")) return Pop::Error;
+        pending = uint16_t(avail_idx - s_.last_avail);
+        if (pending == 0) return Pop::Empty;
+    }
     if (pending > num) {
         fail(fmt_msg("available index moved from %u to %u, more than the queue size %u", s_.last_avail, avail_idx, num));
         return Pop::Error;
