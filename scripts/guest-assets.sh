@@ -7,6 +7,7 @@
 #
 # Cache: ${M86_CACHE:-$HOME/.cache/micro86}. Re-running is cheap: existing assets are reused.
 set -euo pipefail
+SCRIPT=$(readlink -f "$0")
 CACHE=${M86_CACHE:-$HOME/.cache/micro86}
 mkdir -p "$CACHE/debs"
 cd "$CACHE"
@@ -48,7 +49,7 @@ fi
 KERNEL=$CACHE/kernel/$kver/vmlinuz
 
 INITRD=$CACHE/initramfs-$kver.cpio.gz
-if [[ ! -f $INITRD || $0 -nt $INITRD ]]; then
+if [[ ! -f $INITRD || $SCRIPT -nt $INITRD ]]; then  # rebuilt when this script changes
   rm -rf initramfs && mkdir -p initramfs/{bin,sbin,etc,proc,sys,dev,tmp,mnt,root,lib/modules}
   dpkg-deb -x "$bdeb" busybox-root
   cp busybox-root/bin/busybox initramfs/bin/busybox
@@ -73,14 +74,21 @@ if [[ ! -f $INITRD || $0 -nt $INITRD ]]; then
   cat > initramfs/init <<'INIT'
 #!/bin/sh
 # micro86 test initramfs. Mounts the pseudo file systems, prints a marker the tests wait for, then
-# runs the commands given as m86.run=<cmd with ; separators> on the kernel command line, or a shell.
+# runs the shell script given base64-encoded as m86.run64=<base64> on the kernel command line (or
+# plain commands as m86.run="cmd;cmd" without double quotes inside), then reboots; without either,
+# it starts an interactive shell on the console.
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "M86-USERSPACE-READY"
+b64=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^m86\.run64=//p')
 cmd=$(sed -n 's/.*m86\.run="\([^"]*\)".*/\1/p' /proc/cmdline)
-if [ -n "$cmd" ]; then
+if [ -n "$b64" ]; then
+  echo "$b64" | base64 -d > /tmp/run.sh
+elif [ -n "$cmd" ]; then
   echo "$cmd" | tr ';' '\n' > /tmp/run.sh
+fi
+if [ -f /tmp/run.sh ]; then
   sh /tmp/run.sh
   echo "M86-RUN-DONE"
   reboot -f

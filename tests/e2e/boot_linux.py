@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""End-to-end tests: boot the distro's stock kernel with a busybox initramfs on micro86.
+
+Each scenario boots `micro86 -kernel ... -initrd ... -append "console=ttyS0 reboot=t m86.run=..."
+-no-reboot`, lets the initramfs run the commands (its /init prints M86-USERSPACE-READY, runs the
+m86.run commands, prints M86-RUN-DONE and reboots), and checks what the guest printed against
+values computed here on the host. A scenario passes only if micro86 exits with status 0 after the
+guest's reboot, every check holds, and the kernel log has no BUG/WARNING/Oops/panic/Call Trace.
+
+usage: boot_linux.py MICRO86_BINARY [SCENARIO...]
+Guest assets: M86_KERNEL and M86_INITRD from the environment, else scripts/guest-assets.sh.
+"""
+import base64
+import hashlib
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BAD = re.compile(r"\b(BUG|WARNING|Oops|Call Trace)\b|Kernel panic|\bpanic\b")
+
+
+def assets():
+    k, i = os.environ.get("M86_KERNEL"), os.environ.get("M86_INITRD")
+    if k and i:
+        return k, i
+    out = subprocess.run([os.path.join(ROOT, "scripts", "guest-assets.sh")], check=True,
+                         capture_output=True, text=True).stdout
+    env = dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
+    return env["M86_KERNEL"], env["M86_INITRD"]
+
+
+def host_values():
+    seq = "".join(f"{i}\n" for i in range(1, 20001)).encode()
+    s = sum(math.sqrt(i) for i in range(1, 20001))
+    return {"md5": hashlib.md5(seq).hexdigest(), "sqrt": f"{s:.6f}"}
+
+
+# The shell script the guest runs (passed base64-encoded as m86.run64=..., see guest-assets.sh).
+COMMON = [
+    "echo UNAME=$(uname -r)",
+    "echo MD5=$(seq 1 20000 | md5sum)",
+    "awk 'BEGIN { s = 0; for (i = 1; i <= 20000; i++) s += sqrt(i); printf \"SQRT=%.6f\\n\", s }'",
+    "echo CPUS=$(grep -c ^processor /proc/cpuinfo)",
+    "grep -m1 '^flags' /proc/cpuinfo",
+    "cat /proc/interrupts",
+]
+
+SCENARIOS = {
+    # Default board, PIT as the timer (noapictimer): timer and serial interrupts via the IO-APIC.
+    "default": {"args": [], "append": "noapictimer", "cpus": 1},
+    # Two CPUs brought up by INIT/SIPI; local APIC timers.
+    "smp2": {"args": ["-smp", "2"], "append": "", "cpus": 2},
+    # No legacy timers or PIC: the local APIC timer (TSC deadline) and the TSC only.
+    "nolegacy": {"args": ["-M", "microvm,pit=off,pic=off,rtc=off"], "append": "", "cpus": 1},
+}
+
+
+def irq_count(text, pattern):
+    """Sum of the per-CPU counts on the /proc/interrupts line matching pattern."""
+    for line in text.splitlines():
+        if re.search(pattern, line):
+            fields = line.split()
+            return sum(int(f) for f in fields[1:] if f.isdigit())
+    return None
+
+
+def run_scenario(binary, name, sc, kernel, initrd, expect):
+    script = base64.b64encode(("\n".join(COMMON) + "\n").encode()).decode()
+    append = f"console=ttyS0 reboot=t panic=-1 {sc['append']} m86.run64={script}"
+    argv = [binary, *sc["args"], "-m", "512M", "-kernel", kernel, "-initrd", initrd,
+            "-append", append, "-no-reboot", "-nodefaults", "-serial", "stdio"]
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+        out, rc = p.stdout.decode(errors="replace"), p.returncode
+        err = p.stderr.decode(errors="replace")
+    except subprocess.TimeoutExpired as e:
+        out, rc, err = (e.stdout or b"").decode(errors="replace"), "timeout", ""
+    secs = time.monotonic() - t0
+    out = out.replace("\r", "")
+    failures = []
+
+    def check(cond, what):
+        if not cond:
+            failures.append(what)
+
+    check(rc == 0, f"micro86 exit status {rc} (expected 0 after the guest's reboot)")
+    check("M86-USERSPACE-READY" in out, "no userspace marker")
+    check("M86-RUN-DONE" in out, "the commands did not finish")
+    check(f"UNAME={expect['release']}" in out, f"uname -r is not {expect['release']}")
+    check(f"MD5={expect['md5']}" in out, "md5sum of seq 1 20000 differs from the host's")
+    check(f"SQRT={expect['sqrt']}" in out, f"awk sqrt sum differs from the host's {expect['sqrt']}")
+    check(f"CPUS={sc['cpus']}" in out, f"expected {sc['cpus']} CPUs online")
+    check(re.search(r"^flags\s*:.*\bsse2\b", out, re.M) is not None, "no sse2 in /proc/cpuinfo flags")
+    serial = irq_count(out, r"IO-APIC\s+4-edge\s+ttyS0")
+    check(serial is not None and serial > 0, "no serial interrupts through the IO-APIC")
+    if name == "default":
+        timer = irq_count(out, r"IO-APIC\s+2-edge\s+timer")
+        check(timer is not None and timer > 0, "no PIT timer interrupts through the IO-APIC (pin 2)")
+    else:
+        loc = irq_count(out, r"^\s*LOC:")
+        check(loc is not None and loc > 0, "no local APIC timer interrupts")
+    if sc["cpus"] > 1:
+        m = re.search(r"^\s*LOC:\s+(\d+)\s+(\d+)", out, re.M)
+        check(m is not None and int(m.group(2)) > 0, "the second CPU takes no timer interrupts")
+    bad = [l for l in out.splitlines() if BAD.search(l)]
+    check(not bad, "kernel log has: " + "; ".join(bad[:3]))
+    boot_s = None
+    m = re.search(r"\[\s*([\d.]+)\]\s+Run /init", out)
+    if m:
+        boot_s = float(m.group(1))
+    return failures, secs, boot_s, out, err
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    names = sys.argv[2:] or list(SCENARIOS)
+    kernel, initrd = assets()
+    expect = host_values()
+    # The kernel release from the package file name: .../kernel/<release>/vmlinuz
+    expect["release"] = os.path.basename(os.path.dirname(kernel))
+    passed = failed = 0
+    for name in names:
+        failures, secs, boot_s, out, err = run_scenario(binary, name, SCENARIOS[name], kernel, initrd, expect)
+        guest = f", guest reached /init at {boot_s:.2f} s" if boot_s is not None else ""
+        if failures:
+            failed += 1
+            print(f"FAIL {name} ({secs:.1f} s{guest})")
+            for f in failures:
+                print(f"     - {f}")
+            print("     --- last guest output ---")
+            for line in out.splitlines()[-40:]:
+                print(f"     | {line}")
+            if err.strip():
+                print("     --- micro86 stderr ---")
+                for line in err.splitlines()[-10:]:
+                    print(f"     | {line}")
+        else:
+            passed += 1
+            print(f"ok   {name} ({secs:.1f} s{guest})")
+        sys.stdout.flush()
+    print(f"e2e: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
