@@ -226,6 +226,34 @@ TEST_CASE("virtio-mmio: indirect descriptor tables") {
     }
 }
 
+TEST_CASE("virtio-mmio: snapshot and restore carry the transport and queue state") {
+    for (bool legacy : {true, false}) {
+        CAPTURE(legacy);
+        SeededEntropy src(kSeed);
+        VirtioRng rng(src);
+        Driver d(rng, legacy);
+        d.init(kFEventIdx, 1);
+        uint64_t b = d.alloc(8);
+        d.add(0, {{b, 8, true}});
+        d.kick(0);
+        auto snap = d.t->snapshot();
+        // A second transport (a restored machine) over the same guest RAM continues where the
+        // first stopped: same status, features, interrupt, ring positions.
+        SeededEntropy src2(kSeed);
+        VirtioRng rng2(src2);
+        IrqProbe irq2;
+        VirtioMmio t2(rng2, d.dma, IrqLine{&irq2, 0}, legacy);
+        t2.restore(snap);
+        CHECK(t2.read(reg::kStatus, 4) == d.status());
+        CHECK(t2.read(reg::kInterruptStatus, 4) == kIntUsedBuffer);
+        CHECK(irq2.level);
+        CHECK(t2.negotiated() == d.t->negotiated());
+        d.add(0, {{b, 8, true}});
+        t2.write(reg::kQueueNotify, 4, 0);
+        CHECK(d.used_idx(0) == 2);
+    }
+}
+
 // ---- malformed rings --------------------------------------------------------------------------
 
 namespace {

@@ -94,6 +94,20 @@ void VirtioMmio::reset() {
     update_irq();
 }
 
+VirtioMmio::Snapshot VirtioMmio::snapshot() const {
+    Snapshot snap{s_, {}};
+    for (const auto& q : queues_) snap.queues.push_back(q.state());
+    return snap;
+}
+
+void VirtioMmio::restore(const Snapshot& snap) {
+    s_ = snap.transport;
+    for (size_t i = 0; i < queues_.size(); i++) queues_[i].state() = i < snap.queues.size() ? snap.queues[i] : Virtqueue::State{};
+    update_features();
+    irq_level_ = !(s_.isr != 0);  // force update_irq() to drive the line
+    update_irq();
+}
+
 void VirtioMmio::write_status(uint32_t value) {
     if (value == 0) {  // 4.2.2.1: writing zero resets the device
         reset();

@@ -28,6 +28,13 @@
 // Queues are processed only after DRIVER_OK (3.1.1 / 2.1.2: a device must not consume buffers
 // before); setting DRIVER_OK processes every enabled queue once, so notifications that arrived
 // before are not lost.
+//
+// Board wiring, per populated slot i (QEMU fills the highest slot first):
+//     VirtioBlk blk(disk_backend);                       // or VirtioNet / VirtioConsole / VirtioRng
+//     VirtioMmio mmio(blk, ram_dma, IrqLine{&gsi_router, irq}, force_legacy);
+//     mmio_bus.map(kVirtioMmioBase + i * kMmioSize, kMmioSize, &mmio, "virtio-mmio");
+// Device work happens synchronously inside the guest's QueueNotify / Status writes, and inside the
+// host-side calls the board makes (VirtioNet::receive from a network backend, VirtioConsole::input).
 #pragma once
 
 #include <array>
@@ -163,6 +170,17 @@ public:
     uint64_t offered() const;
     const State& state() const { return s_; }
     VirtioDevice& device() const { return dev_; }
+
+    // The transport's and its queues' state as plain data (the device type's own state - a disk's
+    // contents, a network backlog - is not included).
+    struct Snapshot {
+        State transport;
+        std::vector<Virtqueue::State> queues;
+    };
+    Snapshot snapshot() const;
+    // Restores a snapshot taken from a transport of the same device type and layout (re-derives
+    // the negotiated ring features and the IRQ level).
+    void restore(const Snapshot& snap);
     bool irq_level() const { return irq_level_; }
 
     // ---- VirtioTransport ----
