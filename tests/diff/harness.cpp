@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 
 #include "cpu/decode.h"
 #include "diff/native.h"
@@ -454,48 +456,73 @@ bool make_case(const Form& f, uint64_t seed, int idx, Xbyak::CodeGenerator& g, C
 // ---- the runner ------------------------------------------------------------------------------------
 
 constexpr int kRing = 16;         // slots shared by the parent and the native child
-constexpr int kBatch = kRing / 2;  // the parent publishes generated cases this many at a time
 
-// A counter one side advances and the other may sleep on (futex on the shared mapping).
+// A counter one side advances and the other may sleep on (futex on the shared mapping). A sleeper
+// says how far it wants the counter to get, so the other side wakes it once per batch, not per case.
 struct Counter {
     std::atomic<int32_t> value{0};
     std::atomic<int32_t> sleeping{0};
+    std::atomic<int32_t> want{0};  // the sleeper waits for value > want
     void publish(int32_t v) {
         value.store(v, std::memory_order_seq_cst);
-        if (sleeping.exchange(0, std::memory_order_seq_cst))
+        if (sleeping.load(std::memory_order_seq_cst) && v > want.load(std::memory_order_seq_cst) &&
+            sleeping.exchange(0, std::memory_order_seq_cst))
             syscall(SYS_futex, &value, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
     }
-    // Waits until value > v or the timeout passes; returns the value seen.
-    int32_t wait_above(int32_t v, long timeout_ns) {
+    // Waits until value > v (spinning briefly, then sleeping until value > v_batch >= v or the
+    // timeout passes); returns the value seen, which may still be <= v after a timeout.
+    int32_t wait_above(int32_t v, int32_t v_batch, long timeout_ns) {
         for (int spin = 0; spin < 200; ++spin) {
             int32_t cur = value.load(std::memory_order_acquire);
             if (cur > v) return cur;
             __builtin_ia32_pause();
         }
+        want.store(v_batch, std::memory_order_seq_cst);
         sleeping.store(1, std::memory_order_seq_cst);
         int32_t cur = value.load(std::memory_order_seq_cst);
-        if (cur > v) return cur;
-        timespec ts{timeout_ns / 1000000000, timeout_ns % 1000000000};
-        syscall(SYS_futex, &value, FUTEX_WAIT, cur, timeout_ns ? &ts : nullptr, nullptr, 0);
-        return value.load(std::memory_order_acquire);
+        while (cur <= v_batch) {
+            timespec ts{timeout_ns / 1000000000, timeout_ns % 1000000000};
+            syscall(SYS_futex, &value, FUTEX_WAIT, cur, timeout_ns ? &ts : nullptr, nullptr, 0);
+            int32_t now = value.load(std::memory_order_seq_cst);
+            if (now == cur && timeout_ns) break;  // timed out (or spurious): let the caller check
+            cur = now;
+            if (cur <= v_batch) sleeping.store(1, std::memory_order_seq_cst);
+        }
+        sleeping.store(0, std::memory_order_seq_cst);
+        return cur;
     }
 };
 
 struct alignas(64) Shared {
-    Counter generated;  // cases [0, generated) are in their slots
-    Counter done;       // the child finished cases [0, done)
+    Counter done;      // the child generated and ran cases [0, done) natively
+    Counter consumed;  // the parent finished with cases [0, consumed); their slots are free
+    std::atomic<int32_t> generated{0};  // the child generated cases [0, generated)
+    std::atomic<int32_t> error_case{-1};  // the case whose emitter failed (the child then exits)
+    char error[256] = {};
     struct Slot {
-        alignas(64) Case c;       // written by the parent
-        alignas(64) Result native;  // written by the child (separate cache lines)
+        alignas(64) Case c;         // written by the child, then read by the parent
+        alignas(64) Result native;  // written by the child
     } slot[kRing];
 };
 
-[[noreturn]] void child_main(Shared* sh, int total) {
+// The child generates the cases (the emitters run here, in parallel with the parent's emulator)
+// and runs them natively.
+[[noreturn]] void child_main(Shared* sh, const Form& f, const RunOptions& opt, int first, int total,
+                             Xbyak::CodeGenerator& g) {
     native_child_setup(600);  // a last resort; the parent's watchdog acts first
-    int32_t avail = 0;
+    int32_t free_below = kRing;  // slots of cases below this are free
+    std::string err;
     for (int32_t i = 0; i < total; ++i) {
-        while (avail <= i) avail = sh->generated.wait_above(i, 0);
+        // Sleep until a quarter of the ring is free, not just one slot.
+        while (i >= free_below)
+            free_below = sh->consumed.wait_above(i - kRing, std::min(i - kRing + kRing / 4, total - 1), 0) + kRing;
         auto& sl = sh->slot[i % kRing];
+        if (!make_case(f, opt.seed, first + i, g, sl.c, err)) {
+            std::snprintf(sh->error, sizeof sh->error, "%s", err.c_str());
+            sh->error_case.store(i);
+            _exit(3);
+        }
+        sh->generated.store(i + 1, std::memory_order_release);
         native_run(sl.c, sl.native);
         sh->done.publish(i + 1);
     }
@@ -540,28 +567,10 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
     const int first = opt.only_case >= 0 ? opt.only_case : 0;
     const int end = opt.only_case >= 0 ? std::min(total, opt.only_case + 1) : total;
     const int n = std::max(0, end - first);
-    sh->generated.value.store(0);
     sh->done.value.store(0);
-    std::string err;
-    int generated = 0;
-    auto generate_upto = [&](int upto) {
-        upto = std::min(upto, n);
-        bool ok = true;
-        for (; generated < upto; ++generated)
-            if (!make_case(f, opt.seed, first + generated, g, sh->slot[generated % kRing].c, err)) {
-                ok = false;
-                break;
-            }
-        sh->generated.publish(generated);
-        return ok;
-    };
-    // Generate the first batch before forking so an emitter error shows up without a child.
-    if (!generate_upto(kBatch)) {
-        std::printf("ERROR %s: the emitter failed at case %d: %s\n", f.name.c_str(), first + generated,
-                    err.c_str());
-        st.failures = 1;
-        return st;
-    }
+    sh->consumed.value.store(0);
+    sh->generated.store(0);
+    sh->error_case.store(-1);
     std::fflush(stdout);
     pid_t pid = fork();
     if (pid < 0) {
@@ -569,26 +578,17 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
         st.failures = 1;
         return st;
     }
-    if (pid == 0) child_main(sh, n);
+    if (pid == 0) child_main(sh, f, opt, first, n, g);
     int printed = 0;
     bool child_gone = false;
     int wstatus = 0;
     int32_t done = 0;
     Result er;
     for (int i = 0; i < n; ++i) {
-        // Cases below i are consumed, so slots up to i + kRing - 1 are free.
-        if (i % kBatch == 0 && !generate_upto(i + kRing)) {
-            std::printf("ERROR %s: the emitter failed at case %d: %s\n", f.name.c_str(), first + generated,
-                        err.c_str());
-            st.failures++;
-            break;
-        }
-        auto& sl = sh->slot[i % kRing];
-        emu.run(sl.c, er);
         auto t0 = std::chrono::steady_clock::now();
         bool hung = false;
         while (done <= i) {
-            done = sh->done.wait_above(i, 2'000'000);
+            done = sh->done.wait_above(i, std::min(i + kRing / 4, n - 1), 2'000'000);
             if (done > i) break;
             if (!child_gone && waitpid(pid, &wstatus, WNOHANG) == pid) child_gone = true;
             if (child_gone) {
@@ -600,16 +600,24 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
                 break;
             }
         }
+        auto& sl = sh->slot[i % kRing];
+        if (done <= i && sh->error_case.load() == i) {
+            std::printf("ERROR %s: the emitter failed at case %d: %s\n", f.name.c_str(), first + i, sh->error);
+            st.failures++;
+            break;
+        }
         if (done <= i) {
             std::string why = hung                   ? fmt::format("no result after {} s (killed)", opt.hang_seconds)
                               : WIFSIGNALED(wstatus) ? fmt::format("killed by signal {}", WTERMSIG(wstatus))
                                                      : fmt::format("exited with status {}", WEXITSTATUS(wstatus));
             std::printf("ERROR %s: the native child died at case %d (M86_SEED=%llu): %s\n%s", f.name.c_str(),
-                        first + i, (unsigned long long)opt.seed, why.c_str(), disasm(sl.c).c_str());
+                        first + i, (unsigned long long)opt.seed, why.c_str(),
+                        sh->generated.load() > i ? disasm(sl.c).c_str() : "    (while generating it)\n");
             st.failures++;
             st.died = true;
             break;
         }
+        emu.run(sl.c, er);
         ++st.cases;
         if (i < opt.dump)
             std::printf("%s case %d: %s\n%s", f.name.c_str(), first + i, end_str(sl.native).c_str(),
@@ -632,14 +640,14 @@ FormStats run_form(const Form& f, const RunOptions& opt, Shared* sh, Emulator& e
             st.failures++;
             if (printed++ < opt.max_reports) report(f, opt.seed, first + i, sl.c, sl.native, er, c);
         }
+        sh->consumed.publish(i + 1);
     }
     if (!child_gone) {
         if (st.died || st.failures) kill(pid, SIGKILL);
         waitpid(pid, &wstatus, 0);
     }
-    if (printed < st.failures && !st.died)
-        std::printf("    ... %d mismatching cases in %s (%d shown)\n", st.failures, f.name.c_str(),
-                    std::min(printed, opt.max_reports));
+    if (printed > opt.max_reports)  // `printed` counts every mismatch, shown or not
+        std::printf("    ... %d mismatching cases in %s (%d shown)\n", printed, f.name.c_str(), opt.max_reports);
     return st;
 }
 
@@ -712,19 +720,35 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
                                g.xor_(g.eax, g.eax);
                                g.syscall();
                            }});
+        killers.push_back({"selftest: the emitter throws", [](Xbyak::CodeGenerator&, Picker&, State&) {
+                               throw std::runtime_error("thrown on purpose");
+                           }});
         for (const Form& f : killers) {
             bool blocked = f.name.find("blocked") != std::string::npos;
+            bool throws = f.name.find("throws") != std::string::npos;
             std::printf("(selftest: the next ERROR/MISMATCH is expected)\n");
             o.max_reports = 1;
             FormStats s = run_form(f, o, sh, *emu, g);
             bool ok = blocked ? !s.died && s.cases == o.cases && s.failures == o.cases && s.native_faults == o.cases
-                              : s.died && s.failures == 1 && s.cases == 0;
+                      : throws ? !s.died && s.failures == 1 && s.cases == 0
+                               : s.died && s.failures == 1 && s.cases == 0;
             std::printf("diff selftest: %s: %s\n", f.name.c_str(), ok ? "detected" : "NOT DETECTED");
             selftest_bad += !ok;
         }
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("diff: %lld cases run in %.1f s (seed %llu)\n", cases, secs, (unsigned long long)opt.seed);
+    if (opt.verbose) {
+        rusage self{}, kids{};
+        getrusage(RUSAGE_SELF, &self);
+        getrusage(RUSAGE_CHILDREN, &kids);
+        auto cpu = [](const rusage& r) {
+            return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+        };
+        std::printf("diff: CPU time %.1f s in the runner (generation, emulator, comparison), %.1f s in the native "
+                    "children\n",
+                    cpu(self), cpu(kids));
+    }
     if (opt.selftest) {
         std::printf("diff selftest: %lld corruptions injected, %lld detected; %lld flips of undefined flags, "
                     "%lld ignored\n",
