@@ -1,11 +1,12 @@
 // Differential test harness: random inputs (Picker), the emulator side, the comparison and the
 // runner that pipelines each form's cases between a forked native child and the emulator.
 //
-// Per form: the parent generates cases into a ring of slots in MAP_SHARED memory; a forked child
-// executes them natively (native.h) and writes its results into the same slots; the parent runs each
-// case in one reused SnippetEnv meanwhile and compares. The child and the parent run in parallel. If
-// the child dies (an instance escaped the signal handlers, or the watchdog fired), the form fails
-// with the case number and the runner goes on with the next form.
+// Per form, one fork: the child generates the cases (runs the form's emitter) into a ring of slots
+// in MAP_SHARED memory and executes each natively (native.h), writing its result into the slot; the
+// parent runs each case in one reused SnippetEnv and compares. The two run in parallel, the child up
+// to a ring ahead. If the child dies (an instance escaped the signal handlers, a system call, the
+// hang watchdog) the form fails with the case number and the runner goes on with the next form.
+// A case depends only on (seed, form name, case index), so M86_DIFF_CASE reproduces one alone.
 #include "diff/harness.h"
 
 #include <fmt/format.h>

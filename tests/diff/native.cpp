@@ -189,8 +189,11 @@ namespace {
 // child may only make the system calls the harness itself needs; any other one raises SIGSYS, which
 // ends the case like a fault (kSyscallVector).
 void install_syscall_filter() {
-    static const int kAllowed[] = {SYS_futex, SYS_exit, SYS_exit_group, SYS_rt_sigreturn, SYS_write,
-                                   SYS_rt_sigprocmask, SYS_rt_sigaction, SYS_tgkill, SYS_getpid, SYS_gettid};
+    // The emitters run in the child too: malloc may need brk/mmap.
+    static const int kAllowed[] = {SYS_futex,  SYS_exit,   SYS_exit_group, SYS_rt_sigreturn, SYS_write,
+                                   SYS_rt_sigprocmask,    SYS_rt_sigaction, SYS_tgkill,       SYS_getpid,
+                                   SYS_gettid, SYS_brk,    SYS_mmap,       SYS_munmap,       SYS_mremap,
+                                   SYS_madvise};
     std::vector<sock_filter> prog;
     prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
     prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
