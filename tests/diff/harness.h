@@ -42,6 +42,11 @@ constexpr uint64_t kDataAddr = 0x200000;
 constexpr uint64_t kDataSize = 0x2000;               // two pages of data
 constexpr uint64_t kGuardAddr = kDataAddr + kDataSize;  // not present / PROT_NONE
 constexpr uint64_t kStackTop = 0x380000;             // stack pages: [kStackTop - 0x2000, kStackTop)
+// The initial RSP, and the window around it that is random input and compared afterwards. Stack
+// memory outside the window is neither initialised alike nor compared: keep pushes/pops inside it
+// (or point RSP into the data area).
+constexpr uint64_t kStackRsp = kStackTop - 0x1000;
+constexpr uint64_t kStackWinAddr = kStackRsp - 0x200, kStackWinSize = 0x400;
 
 // The random generator of the test inputs: a UniformRandomBitGenerator (usable like
 // std::mt19937_64, also with <random> distributions) that is cheap to seed per case and to call:

@@ -25,9 +25,6 @@ namespace m86::difftest {
 
 constexpr uint64_t kWrapAddr = 0x390000;  // wrapper code page; the save area is the next page
 constexpr uint64_t kMaxCode = 240;        // bytes of instance code per case
-// The part of the stack that is randomised and compared: a window around the default RSP.
-constexpr uint64_t kStackRsp = kStackTop - 0x1000;
-constexpr uint64_t kStackWinAddr = kStackRsp - 0x200, kStackWinSize = 0x400;
 
 // The Outcome vector reported when an instance made a system call natively (blocked; no CPU
 // exception has this number).
