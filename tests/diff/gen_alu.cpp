@@ -342,6 +342,66 @@ void add_ud_forms(std::vector<Form>& v) {
                  }});
 }
 
+// ---- sequences: the lazy flags across instructions ------------------------------------------------
+// 2..6 register ALU instructions in a row, so each reads the flags the previous one left lazily (ADC/
+// SBB read CF, INC/DEC preserve it, NOT preserves all). AF is undefined after AND/OR/XOR/TEST and no
+// instruction here reads it, so only the last flag writer decides whether AF is compared: one form
+// ends in an arithmetic operation, the other in a logic one.
+
+const Xbyak::Reg& seq_reg(Picker& p, unsigned w, int n) {
+    switch (w) {
+        case 1: return p.r8(n);
+        case 2: return p.r16(n);
+        case 4: return p.r32(n);
+        default: return p.r64(n);
+    }
+}
+
+enum SeqOp { kAdd, kAdc, kSub, kSbb, kCmp, kInc, kDec, kNeg, kNot, kAnd, kOr, kXor, kTest, kNumSeqOps };
+
+void emit_seq_op(Xbyak::CodeGenerator& g, Picker& p, int op) {
+    unsigned w = pick_width(p);
+    const Xbyak::Reg& a = seq_reg(p, w, p.gpr());
+    const Xbyak::Reg& b = seq_reg(p, w, p.gpr());
+    const bool imm = p.rng() % 3 == 0;
+    // xbyak wants 8/16-bit immediates sign-extended to 32 bits and rejects 64-bit ones >= 2^31 (the
+    // single-instruction forms cover those).
+    uint32_t iv = uint32_t(p.edge(std::min(w, 4u)));
+    if (w == 1) iv = uint32_t(int32_t(int8_t(iv)));
+    if (w == 2) iv = uint32_t(int32_t(int16_t(iv)));
+    if (w == 8) iv &= 0x7fffffffu;
+    switch (op) {
+        case kAdd: imm ? g.add(a, iv) : g.add(a, b); break;
+        case kAdc: imm ? g.adc(a, iv) : g.adc(a, b); break;
+        case kSub: imm ? g.sub(a, iv) : g.sub(a, b); break;
+        case kSbb: imm ? g.sbb(a, iv) : g.sbb(a, b); break;
+        case kCmp: imm ? g.cmp(a, iv) : g.cmp(a, b); break;
+        case kInc: g.inc(a); break;
+        case kDec: g.dec(a); break;
+        case kNeg: g.neg(a); break;
+        case kNot: g.not_(a); break;
+        case kAnd: imm ? g.and_(a, iv) : g.and_(a, b); break;
+        case kOr: imm ? g.or_(a, iv) : g.or_(a, b); break;
+        case kXor: imm ? g.xor_(a, iv) : g.xor_(a, b); break;
+        default: imm ? g.test(a, iv) : g.test(a, b.cvt64().getIdx() == a.cvt64().getIdx() ? a : b); break;
+    }
+}
+
+void add_sequences(std::vector<Form>& v) {
+    v.push_back({"alu sequence of 2-6 ops ending in arithmetic", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
+                     int n = 1 + int(p.rng() % 5);
+                     for (int i = 0; i < n; ++i) emit_seq_op(g, p, int(p.rng() % kNumSeqOps));
+                     emit_seq_op(g, p, int(p.rng() % (kNeg + 1)));  // ADD..NEG: all six flags defined
+                 }});
+    v.push_back({"alu sequence of 2-6 ops ending in a logic op", [](Xbyak::CodeGenerator& g, Picker& p, State&) {
+                     int n = 1 + int(p.rng() % 5);
+                     for (int i = 0; i < n; ++i) emit_seq_op(g, p, int(p.rng() % kNumSeqOps));
+                     if (p.rng() % 3 == 0) emit_seq_op(g, p, kNot);  // NOT keeps the logic op's flags
+                     emit_seq_op(g, p, kAnd + int(p.rng() % 4));
+                 },
+                 AF});
+}
+
 }  // namespace
 
 void forms_alu(std::vector<Form>& v) {
@@ -375,6 +435,7 @@ void forms_alu(std::vector<Form>& v) {
     add_lea(v, false);
     add_lea(v, true);
     add_ud_forms(v);
+    add_sequences(v);
 }
 
 }  // namespace m86::difftest
