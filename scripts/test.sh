@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: dependencies, a release build, and a sanitizer build.
-#   scripts/test.sh            everything (what CI runs)
-#   M86_DIFF_CASES=N M86_SEED=S scripts/test.sh   longer differential runs with another seed
+# Set up and run the whole test suite (what CI runs):
+#   1. dependencies (Debian packages) and guest assets (distro kernel + busybox initramfs, cached)
+#   2. a release build: unit, differential, bare-metal (sys) and end-to-end Linux boot tests
+#   3. a build with AddressSanitizer + UndefinedBehaviorSanitizer: unit, differential and sys tests
+# Longer differential runs: M86_SEED=N M86_DIFF_CASES=N build/tests/diff_tests (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-deps.sh
+eval "$(./scripts/guest-assets.sh | grep '^M86_')"
+export M86_KERNEL M86_INITRD
+
 [[ -d build ]] || meson setup build
 meson compile -C build
 meson test -C build --print-errorlogs
-# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+
 [[ -d build-asan ]] || meson setup build-asan -Dsanitize_tests=true -Dbuildtype=debugoptimized
 meson compile -C build-asan
-meson test -C build-asan --print-errorlogs
+meson test -C build-asan --print-errorlogs --no-suite e2e
