@@ -3,9 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "cpu/cpuid.h"
+#include "cpu/decode.h"
+#include "machine/boot/firmware.h"
 #include "machine/boot/linux.h"
+#include "machine/boot/multiboot.h"
 #include "machine/host.h"
 #include "machine/layout.h"
 
@@ -63,6 +67,71 @@ private:
     std::vector<uint8_t> buf_;
 };
 
+// Guest physical memory as devices see it for DMA (QEMU's address_space_memory): RAM below and
+// above 4 GiB and the firmware through both of its aliases. Every access is checked as a whole
+// before any byte moves; writes drop the decoded code of the pages they touch in every vCPU.
+class Microvm::PhysDma : public dev::DmaMemory {
+public:
+    explicit PhysDma(Microvm& vm) : vm_(vm) {}
+    bool read(uint64_t addr, void* dst, uint64_t len) override {
+        if (!check(addr, len)) return false;
+        auto* d = static_cast<uint8_t*>(dst);
+        walk(addr, len, [&](uint8_t* p, uint64_t n) { std::memcpy(d, p, n), d += n; });
+        return true;
+    }
+    bool write(uint64_t addr, const void* src, uint64_t len) override {
+        if (!check(addr, len)) return false;
+        auto* s = static_cast<const uint8_t*>(src);
+        walk(addr, len, [&](uint8_t* p, uint64_t n) { std::memcpy(p, s, n), s += n; });
+        vm_.code_written(addr, len);
+        return true;
+    }
+    bool fill(uint64_t addr, uint8_t byte, uint64_t len) override {
+        if (!check(addr, len)) return false;
+        walk(addr, len, [&](uint8_t* p, uint64_t n) { std::memset(p, byte, n); });
+        vm_.code_written(addr, len);
+        return true;
+    }
+
+private:
+    // Host pointer for `addr` and how many bytes follow it in the same backing.
+    uint8_t* at(uint64_t addr, uint64_t* avail) {
+        if (uint8_t* f = vm_.firmware_at(addr, avail)) return f;
+        GuestRam& ram = vm_.ram_;
+        if (addr < ram.low_size()) {
+            uint64_t end = ram.low_size();
+            if (vm_.isa_size_ && addr < vm_.isa_base_) end = std::min(end, vm_.isa_base_);  // the alias hides RAM
+            *avail = end - addr;
+            return ram.ptr(addr, 1);
+        }
+        if (addr >= layout::kHighRamBase && addr - layout::kHighRamBase < ram.high_size()) {
+            *avail = ram.high_size() - (addr - layout::kHighRamBase);
+            return ram.ptr(addr, 1);
+        }
+        return nullptr;
+    }
+    bool check(uint64_t addr, uint64_t len) {
+        if (addr + len < addr) return false;
+        while (len) {
+            uint64_t avail;
+            if (!at(addr, &avail)) return false;
+            uint64_t n = std::min(len, avail);
+            addr += n, len -= n;
+        }
+        return true;
+    }
+    template <class F> void walk(uint64_t addr, uint64_t len, F f) {
+        while (len) {
+            uint64_t avail;
+            uint8_t* p = at(addr, &avail);
+            uint64_t n = std::min(len, avail);
+            f(p, n);
+            addr += n, len -= n;
+        }
+    }
+    Microvm& vm_;
+};
+
 // ---- construction --------------------------------------------------------------------------------
 
 namespace {
@@ -96,6 +165,8 @@ std::unique_ptr<Microvm> Microvm::create(const VmConfig& cfg, std::string& error
 
 bool Microvm::build(std::string& error) {
     using namespace layout;
+    dma_ = std::make_unique<PhysDma>(*this);
+    fw_cfg_ = std::make_unique<dev::FwCfg>(dma_.get());
     try {
         // The I/O APIC and the APIC bus.
         ioapic_ = std::make_unique<dev::Ioapic>(&apic_bus_, uint8_t(cfg_.cpus + 1));  // ID as in the MP table
@@ -143,6 +214,13 @@ bool Microvm::build(std::string& error) {
             uart_ = std::make_unique<dev::Uart16550>(clock_, dev::IrqLine{&isa_irq_, kCom1Irq}, serial_out_.get());
             io_.map(kCom1, 8, uart_.get(), "com1");
         }
+        // fw_cfg (always present on microvm, as in QEMU) and any isa-debug-exit devices.
+        io_.map(kFwCfgSelector, 2, &fw_cfg_->io(), "fw_cfg");
+        io_.map(kFwCfgDma, 8, &fw_cfg_->dma(), "fw_cfg-dma");
+        for (const auto& x : cfg_.debug_exits) {
+            debug_exits_.push_back(std::make_unique<dev::DebugExit>(this));
+            io_.map(x.iobase, x.iosize, debug_exits_.back().get(), "isa-debug-exit");
+        }
 
         // vCPUs and their local APICs.
         for (unsigned i = 0; i < cfg_.cpus; i++) {
@@ -167,46 +245,163 @@ bool Microvm::build(std::string& error) {
         error = e.what();
         return false;
     }
-    if (!load_kernel(error)) return false;
+    if (!setup_boot(error)) return false;
+    try {
+        build_fw_cfg();
+    } catch (const std::exception& e) {
+        error = e.what();
+        return false;
+    }
     reset_machine();
     return true;
 }
 
-bool Microvm::load_kernel(std::string& error) {
-    if (cfg_.kernel.empty()) {
-        error = "no -kernel given (firmware boot through qboot is not implemented yet)";
-        return false;
-    }
-    std::vector<uint8_t> kfile, initrd;
+// The kernel command line the guest gets (QEMU's microvm appends the virtio-mmio devices here
+// with auto-kernel-cmdline).
+std::string Microvm::kernel_cmdline() const { return cfg_.append; }
+
+// virtio-mmio slots with a device behind them (for etc/fdt and the command line).
+std::vector<unsigned> Microvm::populated_virtio_slots() const { return {}; }
+
+bool Microvm::load_firmware(const std::string& path, std::string& error) {
     std::string e;
-    if (!host::read_file(cfg_.kernel, kfile, e)) {
-        error = fmt::format("-kernel {}: {}", cfg_.kernel, e);
+    if (!host::read_file(path, fw_image_, e)) {
+        error = fmt::format("-bios {}: {}", path, e);
         return false;
     }
-    boot::KernelImage k;
-    if (!boot::parse_kernel(std::move(kfile), k, e)) {
-        error = fmt::format("-kernel {}: {}", cfg_.kernel, e);
+    if (!boot::check_firmware(fw_image_, e)) {
+        error = fmt::format("-bios {}: {}", path, e);
+        fw_image_.clear();
         return false;
     }
-    boot::BootConfig bc;
-    bc.cmdline = cfg_.append;
-    bc.cpus = cfg_.cpus;
-    if (!cfg_.initrd.empty() && !host::read_file(cfg_.initrd, bc.initrd, e)) {
-        error = fmt::format("-initrd {}: {}", cfg_.initrd, e);
-        return false;
-    }
-    cpu::CpuState st;
-    if (!boot::load_linux(k, bc, ram_, st, e)) {
-        error = fmt::format("-kernel {}: {}", cfg_.kernel, e);
-        return false;
-    }
-    boot_state_ = st;
-    have_boot_state_ = true;
+    fw_mem_ = host::GuestMemory(fw_image_.size());
+    fw_base_ = layout::kFirmwareTop - fw_image_.size();
+    isa_size_ = std::min<uint64_t>(fw_image_.size(), boot::kIsaBiosMax);
+    isa_base_ = layout::kHighMemBase - isa_size_;
     return true;
 }
 
+// Pick the boot path, load the firmware and/or the kernel, and add the kernel's fw_cfg items.
+bool Microvm::setup_boot(std::string& error) {
+    std::string fw_path;
+    if (!cfg_.bios.empty()) {
+        fw_path = boot::find_data_file(cfg_.bios, cfg_.data_dirs);
+        if (fw_path.empty()) {
+            error = fmt::format("-bios {}: no such file (also looked in the data directories: -L, /usr/share/qemu, ...)",
+                                cfg_.bios);
+            return false;
+        }
+    } else if (!cfg_.direct_boot && !cfg_.kernel.empty()) {
+        fw_path = boot::find_data_file(boot::kQbootName, cfg_.data_dirs);
+        if (fw_path.empty())
+            fmt::print(stderr, "micro86: no {} firmware found (-L DIR, /usr/share/qemu, ...: Debian's "
+                               "qemu-system-data has it); booting the kernel directly\n", boot::kQbootName);
+    }
+    if (cfg_.kernel.empty() && fw_path.empty()) {
+        error = "nothing to boot: give -kernel (and -initrd/-append), or -bios with a firmware image";
+        return false;
+    }
+
+    std::vector<uint8_t> kfile, initrd;
+    std::string e;
+    auto fail = [&](const std::string& what, const std::string& why) {
+        error = fmt::format("{}: {}", what, why);
+        return false;
+    };
+    if (!cfg_.kernel.empty() && !host::read_file(cfg_.kernel, kfile, e)) return fail("-kernel " + cfg_.kernel, e);
+    const std::string cmdline = kernel_cmdline();
+    const uint64_t below_4g = ram_.low_size();
+    // The kind of kernel, in QEMU's order: a Linux setup header, else a multiboot header, else an
+    // ELF vmlinux with a PVH note.
+    bool is_linux = kfile.size() >= 0x206 && kfile[0x202] == 'H' && kfile[0x203] == 'd' && kfile[0x204] == 'r' &&
+                    kfile[0x205] == 'S';
+    boot::MultibootHeader mbh;
+    bool is_multiboot = !kfile.empty() && !is_linux && boot::find_multiboot_header(kfile, mbh);
+    bool default_fw = cfg_.bios.empty();
+
+    if (!cfg_.kernel.empty() && !is_multiboot && !cfg_.initrd.empty() && !host::read_file(cfg_.initrd, initrd, e))
+        return fail("-initrd " + cfg_.initrd, e);
+
+    cpu::CpuState st;
+    if (is_multiboot) {
+        boot::MultibootImage mb;
+        boot::FileReader reader = [](const std::string& p, std::vector<uint8_t>& out, std::string& err) {
+            return host::read_file(p, out, err);
+        };
+        if (!boot::build_multiboot(kfile, cfg_.kernel, cmdline, cfg_.initrd, reader, mb, e))
+            return fail("-kernel " + cfg_.kernel, e);
+        for (const auto& n : mb.notes) fmt::print(stderr, "micro86: note: {}\n", n);
+        boot::multiboot_fw_cfg(mb, *fw_cfg_);
+        option_rom_ = boot::kMultibootDma;
+        if (fw_path.empty()) {
+            if (!boot::load_multiboot(mb, boot::microvm_e820(ram_), ram_, st, e)) return fail("-kernel " + cfg_.kernel, e);
+            boot_state_ = st;
+            have_boot_state_ = true;
+        }
+    } else if (!cfg_.kernel.empty()) {
+        boot::KernelImage k;
+        bool parsed = boot::parse_kernel(kfile, k, e);
+        if (!parsed && !(is_linux && !fw_path.empty())) return fail("-kernel " + cfg_.kernel, e);
+        if (parsed && k.format == boot::KernelFormat::PvhElf && !fw_path.empty() && default_fw) {
+            // qboot cannot start a PVH kernel (QEMU hands it pvh.bin, an option ROM qboot never runs).
+            fmt::print(stderr, "micro86: note: {} cannot boot an ELF (PVH) kernel; booting it directly\n",
+                       boot::kQbootName);
+            fw_path.clear();
+        }
+        if (is_linux) {
+            if (!boot::linux_fw_cfg(*fw_cfg_, kfile, cmdline, initrd, below_4g, e)) return fail("-kernel " + cfg_.kernel, e);
+            option_rom_ = boot::kLinuxbootDma;
+        } else {
+            if (!boot::pvh_fw_cfg(*fw_cfg_, k, cmdline, initrd, below_4g, e)) return fail("-kernel " + cfg_.kernel, e);
+            option_rom_ = boot::kPvhRom;
+        }
+        if (fw_path.empty()) {
+            boot::BootConfig bc;
+            bc.cmdline = cmdline;
+            bc.cpus = cfg_.cpus;
+            bc.initrd = std::move(initrd);
+            if (!boot::load_linux(k, bc, ram_, st, e)) return fail("-kernel " + cfg_.kernel, e);
+            boot_state_ = st;
+            have_boot_state_ = true;
+        } else if (!is_linux && !boot::load_elf_segments(k, ram_, e)) {
+            return fail("-kernel " + cfg_.kernel, e);
+        }
+    }
+    if (!fw_path.empty() && !load_firmware(fw_path, error)) return false;
+    return true;
+}
+
+// The board's fw_cfg items (hw/i386/microvm.c and the fw_cfg core), the option ROM QEMU would add
+// for the kernel (with x-option-roms=on), and the device tree.
+void Microvm::build_fw_cfg() {
+    boot::MicrovmFwCfgInfo info;
+    info.cpus = cfg_.cpus;
+    info.max_cpus = cfg_.max_cpus ? cfg_.max_cpus : cfg_.cpus;
+    info.ram_size = ram_.size();
+    info.below_4g = ram_.low_size();
+    info.above_4g = ram_.high_size();
+    info.nographic = cfg_.nographic;
+    boot::microvm_fw_cfg(*fw_cfg_, info);
+    if (cfg_.option_roms && !option_rom_.empty()) {
+        std::string path = boot::find_data_file(option_rom_, cfg_.data_dirs), e;
+        std::vector<uint8_t> rom;
+        if (!path.empty() && host::read_file(path, rom, e)) boot::add_option_rom(*fw_cfg_, option_rom_, std::move(rom));
+    }
+    boot::FdtDevices fdt;
+    fdt.virtio_slots = populated_virtio_slots();
+    fdt.serial = uart_ && !cfg_.serials.empty() && cfg_.serials[0].kind != CharDevSpec::Kind::None;
+    fdt.rtc = rtc_ != nullptr;
+    fw_cfg_->set_file("etc/fdt", boot::microvm_fdt(fdt));
+}
+
 void Microvm::reset_machine() {
+    if (firmware_boot()) {
+        // As QEMU's ROM reset: the firmware starts again from its pristine image.
+        std::memcpy(fw_mem_.data(), fw_image_.data(), fw_image_.size());
+    }
+    fw_cfg_->reset();
     for (auto& v : vcpus_) {
+        v->cpu->code().invalidate_all();
         v->cpu->reset();
         v->lapic->reset();
     }
@@ -227,9 +422,54 @@ cpu::Cpu& Microvm::cpu(unsigned i) { return *vcpus_.at(i)->cpu; }
 
 // ---- cpu::Bus ------------------------------------------------------------------------------------
 
-uint8_t* Microvm::page_ptr(uint64_t page, bool) { return ram_.ptr(page, cpu::kPageSize); }
+uint8_t* Microvm::firmware_at(uint64_t addr, uint64_t* avail) {
+    if (fw_image_.empty()) return nullptr;
+    uint64_t off;
+    if (addr >= fw_base_ && addr < layout::kFirmwareTop) {
+        off = addr - fw_base_;
+        if (avail) *avail = layout::kFirmwareTop - addr;
+    } else if (addr >= isa_base_ && addr < layout::kHighMemBase) {
+        off = fw_image_.size() - isa_size_ + (addr - isa_base_);
+        if (avail) *avail = layout::kHighMemBase - addr;
+    } else {
+        return nullptr;
+    }
+    return fw_mem_.data() + off;
+}
+
+void Microvm::code_written(uint64_t addr, uint64_t len) {
+    if (len == 0) return;
+    auto drop = [&](uint64_t page) {
+        for (auto& v : vcpus_)
+            if (v->cpu->code().page_has_code(page)) v->cpu->code_page_written(page);
+    };
+    for (uint64_t p = addr & cpu::kPageMask; p < addr + len; p += cpu::kPageSize) {
+        drop(p);
+        // The same firmware byte under its other address.
+        if (!fw_image_.empty()) {
+            if (p >= fw_base_ && p - fw_base_ >= fw_image_.size() - isa_size_)
+                drop(isa_base_ + (p - fw_base_ - (fw_image_.size() - isa_size_)));
+            else if (p >= isa_base_ && p < layout::kHighMemBase)
+                drop(fw_base_ + fw_image_.size() - isa_size_ + (p - isa_base_));
+        }
+    }
+}
+
+dev::DmaMemory& Microvm::dma() { return *dma_; }
+
+// Firmware pages read through the host mapping but are written through mmio_write (the write gets
+// no host pointer), so the board sees every write and can keep both aliases' decoded code coherent.
+uint8_t* Microvm::page_ptr(uint64_t page, bool write) {
+    if (uint8_t* f = firmware_at(page)) return write ? nullptr : f;
+    return ram_.ptr(page, cpu::kPageSize);
+}
 
 uint64_t Microvm::mmio_read(uint64_t addr, unsigned size) {
+    if (uint8_t* f = firmware_at(addr)) {
+        uint64_t v = 0;
+        std::memcpy(&v, f, size);
+        return v;
+    }
     dev::Lapic& l = *vcpus_[current_]->lapic;
     if (l.mmio_enabled() && (addr & ~(layout::kLapicSize - 1)) == l.base_address())
         return l.read(addr & (layout::kLapicSize - 1), size);
@@ -237,6 +477,11 @@ uint64_t Microvm::mmio_read(uint64_t addr, unsigned size) {
 }
 
 void Microvm::mmio_write(uint64_t addr, unsigned size, uint64_t value) {
+    if (uint8_t* f = firmware_at(addr)) {
+        std::memcpy(f, &value, size);
+        code_written(addr, size);
+        return;
+    }
     dev::Lapic& l = *vcpus_[current_]->lapic;
     if (l.mmio_enabled() && (addr & ~(layout::kLapicSize - 1)) == l.base_address()) {
         l.write(addr & (layout::kLapicSize - 1), size, value);
@@ -248,6 +493,12 @@ void Microvm::mmio_write(uint64_t addr, unsigned size, uint64_t value) {
 uint32_t Microvm::io_read(uint16_t port, unsigned size) { return io_.in(port, size); }
 
 void Microvm::io_write(uint16_t port, unsigned size, uint32_t value) { io_.out(port, size, value); }
+
+void Microvm::request_exit(int status) {
+    exit_status_ = status;
+    quit_ = true;
+    vcpus_[current_]->cpu->request_stop();
+}
 
 uint64_t Microvm::tsc(uint64_t icount) {
     uint64_t now = clock_.now();

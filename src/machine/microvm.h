@@ -13,6 +13,15 @@
 //     when every vCPU is halted the host sleeps until the next event or terminal input
 //     (deterministic mode: virtual time jumps there instead).
 //   - vCPUs are interleaved round-robin in one host thread, deterministically.
+//   - Boot: with firmware (-bios, or qboot.rom found in the QEMU data directories when -kernel is
+//     given), the image is mapped to end at 4 GiB and its last 128 KiB (all of it if smaller) is
+//     aliased to end at 1 MiB, one writable RAM-like backing for both (QEMU's microvm loads its
+//     firmware with isapc_ram_fw); the BSP starts at the reset vector and the firmware reads the
+//     kernel from fw_cfg. Direct boot (--direct-boot, or no firmware found) loads the kernel into
+//     RAM and starts the BSP at its entry. fw_cfg carries the same items either way.
+//   - Guest-physical writes that do not come from a CPU's own fast path (firmware pages written
+//     through either alias, every device DMA write) go through code_written(), which drops the
+//     decoded code of those pages in every vCPU so nothing stale is ever executed.
 #pragma once
 
 #include <memory>
@@ -24,6 +33,8 @@
 #include "devices/apic_bus.h"
 #include "devices/bus.h"
 #include "devices/clock.h"
+#include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/ioapic.h"
 #include "devices/lapic.h"
 #include "devices/pic8259.h"
@@ -36,7 +47,7 @@
 
 namespace m86::machine {
 
-class Microvm : public cpu::Bus {
+class Microvm : public cpu::Bus, public dev::ExitSink {
 public:
     // Build the machine from a parsed command line: reads the kernel/initrd files, opens the
     // character backends. Returns nullptr with a one-line `error` on any problem.
@@ -55,18 +66,35 @@ public:
     void io_write(uint16_t port, unsigned size, uint32_t value) override;
     uint64_t tsc(uint64_t instructions_retired) override;
 
+    // ---- dev::ExitSink (isa-debug-exit) ------------------------------------------------------
+    void request_exit(int status) override;
+
     // For tests and tools.
     GuestRam& ram() { return ram_; }
     cpu::Cpu& cpu(unsigned i);
     unsigned num_cpus() const { return unsigned(vcpus_.size()); }
     dev::Clock& clock() { return clock_; }
+    // Guest physical memory for device DMA: RAM and the firmware, bounds-checked, and every write
+    // invalidates the decoded code of the pages it touches (in every vCPU).
+    dev::DmaMemory& dma();
+    dev::FwCfg& fw_cfg() { return *fw_cfg_; }
+    bool firmware_boot() const { return !fw_image_.empty(); }
 
 private:
     struct Vcpu;
     class SerialOut;
+    class PhysDma;
     explicit Microvm(const VmConfig& cfg);
     bool build(std::string& error);
-    bool load_kernel(std::string& error);
+    bool setup_boot(std::string& error);
+    bool load_firmware(const std::string& path, std::string& error);
+    void build_fw_cfg();
+    std::string kernel_cmdline() const;
+    std::vector<unsigned> populated_virtio_slots() const;
+    // The firmware backing behind physical address `addr` (either alias), or nullptr.
+    uint8_t* firmware_at(uint64_t addr, uint64_t* avail = nullptr);
+    // Drop decoded code for the physical range [addr, addr + len) (and the firmware's other alias).
+    void code_written(uint64_t addr, uint64_t len);
     void reset_machine();
     void poll_input();
     void flush_output();
@@ -94,6 +122,16 @@ private:
     int exit_status_ = 0;
     cpu::CpuState boot_state_;        // the BSP's entry state for direct boot (kept for reset)
     bool have_boot_state_ = false;
+    // Firmware: the pristine image (restored at reset) and the live backing of both aliases.
+    std::vector<uint8_t> fw_image_;
+    host::GuestMemory fw_mem_;
+    uint64_t fw_base_ = 0;              // the image's address below 4 GiB
+    uint64_t isa_base_ = 0, isa_size_ = 0;  // the alias ending at 1 MiB
+    std::unique_ptr<PhysDma> dma_;
+    std::unique_ptr<dev::FwCfg> fw_cfg_;
+    std::vector<std::unique_ptr<dev::DebugExit>> debug_exits_;
+    // What the kernel loaders left for fw_cfg (firmware boot reads the kernel from there).
+    std::string option_rom_;            // the option ROM QEMU would add for this kernel
 };
 
 }  // namespace m86::machine

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -18,18 +19,22 @@ const char* const kVmUsage =
     "        pit=on|off|auto  pic=on|off|auto  rtc=on|off|auto  isa-serial=on|off\n"
     "        x-option-roms=on|off  auto-kernel-cmdline=on|off  acpi=off (on is not supported)\n"
     "  -m SIZE            guest RAM (default 128M; suffixes K M G T, no suffix = MiB)\n"
-    "  -smp N             number of CPUs (also cpus=N,...)\n"
+    "  -smp N             number of CPUs (also cpus=N,maxcpus=M,...)\n"
     "  -cpu MODEL         accepted and ignored: micro86 emulates its own CPU model\n"
     "  -enable-kvm, -accel NAME   accepted and ignored: micro86 emulates in software\n"
     "Boot:\n"
-    "  -kernel FILE       bzImage, or ELF vmlinux with a PVH note, booted directly\n"
-    "  -initrd FILE       initial ramdisk\n"
+    "  -kernel FILE       bzImage, ELF vmlinux with a PVH note, or a multiboot (v1) kernel\n"
+    "  -initrd FILE       initial ramdisk; for multiboot: modules \"file args,file args\" (,, = comma)\n"
     "  -append CMDLINE    kernel command line\n"
-    "  -bios FILE         firmware image (qboot)\n"
+    "  -bios FILE         firmware image (default with -kernel: qboot.rom from the QEMU data\n"
+    "                     directories, as QEMU's microvm; without one, the kernel boots directly)\n"
+    "  -L DIR             a directory searched first for firmware and option ROMs\n"
+    "  --direct-boot      load -kernel straight into RAM (bzImage, PVH ELF or multiboot), no firmware\n"
     "  -no-reboot         exit instead of resetting when the guest reboots (triple fault)\n"
     "Devices and I/O:\n"
     "  -serial stdio|file:PATH|none|null|chardev:ID   the next ISA serial port's backend\n"
     "  -chardev stdio,id=ID | file,id=ID,path=PATH | null,id=ID\n"
+    "  -device isa-debug-exit[,iobase=N][,iosize=N]   a write of V exits with status (V<<1)|1\n"
     "  -nographic         no display; serial on stdio (the default for micro86)\n"
     "  -display none, -nodefaults, -no-user-config   accepted (micro86 has no display or config files)\n"
     "Time:\n"
@@ -141,6 +146,52 @@ std::string parse_chardev_backend(const std::string& v, CharDevSpec& out, bool f
     return fmt::format("-serial {}: supported backends are stdio, file:PATH, none, null and chardev:ID", v);
 }
 
+// A number as QEMU's integer properties take it: decimal, 0x hex or 0 octal.
+bool parse_uint(const std::string& v, uint64_t max, uint64_t& out) {
+    if (v.empty() || v[0] == '-' || v[0] == '+') return false;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long n = std::strtoull(v.c_str(), &end, 0);
+    if (errno || *end || n > max) return false;
+    out = n;
+    return true;
+}
+
+std::string parse_device(const std::string& arg, VmConfig& c) {
+    auto items = split(arg, ',');
+    DeviceSpec d;
+    d.driver = items[0];
+    if (d.driver.rfind("driver=", 0) == 0) d.driver = d.driver.substr(7);
+    for (size_t i = 1; i < items.size(); i++) {
+        auto eq = items[i].find('=');
+        if (eq == std::string::npos) return fmt::format("-device {}: property '{}' needs a value", d.driver, items[i]);
+        d.props.emplace_back(items[i].substr(0, eq), items[i].substr(eq + 1));
+    }
+    if (d.driver == "isa-debug-exit") {
+        DebugExitSpec x;
+        for (const auto& [k, v] : d.props) {
+            uint64_t n;
+            if (k == "iobase") {
+                if (!parse_uint(v, 0xffff, n)) return fmt::format("-device isa-debug-exit: iobase={}: expected a port number", v);
+                x.iobase = uint16_t(n);
+            } else if (k == "iosize") {
+                if (!parse_uint(v, 0x10000, n) || n == 0)
+                    return fmt::format("-device isa-debug-exit: iosize={}: expected a size from 1", v);
+                x.iosize = uint16_t(n);
+            } else if (k != "id") {
+                return fmt::format("-device isa-debug-exit: unknown property '{}' (iobase, iosize)", k);
+            }
+        }
+        if (uint32_t(x.iobase) + x.iosize > 0x10000)
+            return fmt::format("-device isa-debug-exit: ports 0x{:x}+0x{:x} run past 0xffff", x.iobase, x.iosize);
+        c.debug_exits.push_back(x);
+    } else {
+        return fmt::format("-device {}: unknown or unsupported device (micro86 has isa-debug-exit)", d.driver);
+    }
+    c.devices.push_back(std::move(d));
+    return "";
+}
+
 std::string parse_chardev(const std::string& arg, VmConfig& c) {
     auto items = split(arg, ',');
     CharDevSpec d;
@@ -206,8 +257,16 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
                 return error = fmt::format("-m {}: at most 1T of guest RAM is supported", v), std::nullopt;
         } else if (a == "-smp") {
             if (!value(v)) return std::nullopt;
-            long n = -1;
+            long n = -1, maxn = 0;
             for (const auto& it : split(v, ',')) {
+                if (it.rfind("maxcpus=", 0) == 0) {
+                    char* end = nullptr;
+                    std::string num = it.substr(8);
+                    maxn = std::strtol(num.c_str(), &end, 10);
+                    if (num.empty() || *end || maxn < 1 || maxn > 64)
+                        return error = fmt::format("-smp {}: expected maxcpus from 1 to 64", v), std::nullopt;
+                    continue;
+                }
                 std::string num = it.rfind("cpus=", 0) == 0 ? it.substr(5) : it;
                 if (it.find('=') != std::string::npos && it.rfind("cpus=", 0) != 0 && it.rfind("maxcpus=", 0) != 0 &&
                     it.rfind("sockets=", 0) != 0 && it.rfind("cores=", 0) != 0 && it.rfind("threads=", 0) != 0)
@@ -219,7 +278,10 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
                 }
             }
             if (n < 1 || n > 64) return error = fmt::format("-smp {}: expected a CPU count from 1 to 64", v), std::nullopt;
+            if (maxn && maxn < n)
+                return error = fmt::format("-smp {}: maxcpus must be at least the CPU count", v), std::nullopt;
             c.cpus = unsigned(n);
+            c.max_cpus = unsigned(maxn);
         } else if (a == "-kernel") {
             if (!value(c.kernel)) return std::nullopt;
         } else if (a == "-initrd") {
@@ -228,6 +290,14 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
             if (!value(c.append)) return std::nullopt;
         } else if (a == "-bios") {
             if (!value(c.bios)) return std::nullopt;
+        } else if (a == "-L") {
+            if (!value(v)) return std::nullopt;
+            c.data_dirs.push_back(v);
+        } else if (a == "-direct-boot") {
+            c.direct_boot = true;
+        } else if (a == "-device") {
+            if (!value(v)) return std::nullopt;
+            if (std::string e = parse_device(v, c); !e.empty()) return error = e, std::nullopt;
         } else if (a == "-no-reboot") {
             c.no_reboot = true;
         } else if (a == "-nodefaults") {
@@ -286,6 +356,9 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
     if (c.serials.size() > 1) return error = "-serial: microvm has one ISA serial port", std::nullopt;
     if (!c.initrd.empty() && c.kernel.empty()) return error = "-initrd needs -kernel", std::nullopt;
     if (!c.append.empty() && c.kernel.empty()) return error = "-append needs -kernel", std::nullopt;
+    if (c.direct_boot && c.kernel.empty()) return error = "--direct-boot needs -kernel", std::nullopt;
+    if (c.direct_boot && !c.bios.empty())
+        return error = "--direct-boot and -bios exclude each other (direct boot runs no firmware)", std::nullopt;
     return c;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace m86::machine {
@@ -21,6 +22,18 @@ struct CharDevSpec {
     std::string path;  // Kind::File
 };
 
+// -device isa-debug-exit[,iobase=N][,iosize=N] (QEMU's defaults: 0x501, 2).
+struct DebugExitSpec {
+    uint16_t iobase = 0x501;
+    uint16_t iosize = 2;
+};
+
+// One -device DRIVER[,prop=value...], in command-line order.
+struct DeviceSpec {
+    std::string driver;
+    std::vector<std::pair<std::string, std::string>> props;
+};
+
 struct VmConfig {
     // -M microvm,...
     OnOffAuto pit = OnOffAuto::Auto, pic = OnOffAuto::Auto, rtc = OnOffAuto::Auto;
@@ -29,7 +42,15 @@ struct VmConfig {
     bool auto_kernel_cmdline = true;
     uint64_t ram_size = 128ull << 20;  // QEMU's default -m
     unsigned cpus = 1;
+    unsigned max_cpus = 0;  // -smp maxcpus=N (0: the same as cpus)
     std::string kernel, initrd, append, bios;
+    // Firmware: -bios PATH|NAME (a NAME is also looked up in the data directories, as QEMU does),
+    // -L DIR adds a data directory searched before the built-in ones. --direct-boot (micro86's own
+    // option) loads -kernel straight into RAM instead of running firmware.
+    std::vector<std::string> data_dirs;
+    bool direct_boot = false;
+    std::vector<DeviceSpec> devices;         // every -device, in order
+    std::vector<DebugExitSpec> debug_exits;  // the isa-debug-exit ones among them
     bool no_reboot = false;
     bool nodefaults = false;
     bool nographic = false;
