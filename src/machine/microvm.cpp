@@ -367,6 +367,12 @@ bool Microvm::setup_boot(std::string& error) {
             return fail("-kernel " + cfg_.kernel, e);
         }
     }
+    if (!cfg_.kernel.empty()) {
+        // QEMU's microvm rewrites the command line items at machine reset for every kind of kernel
+        // (microvm_fix_kernel_cmdline, which also appends the virtio-mmio devices).
+        fw_cfg_->set_u32(dev::fwcfg::kCmdlineSize, uint32_t(cmdline.size() + 1));
+        fw_cfg_->set_string(dev::fwcfg::kCmdlineData, cmdline);
+    }
     if (!fw_path.empty() && !load_firmware(fw_path, error)) return false;
     return true;
 }

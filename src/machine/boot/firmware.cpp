@@ -66,7 +66,17 @@ bool add_initrd(dev::FwCfg& fw, const std::vector<uint8_t>& initrd, uint32_t ini
 
 std::vector<std::string> default_data_dirs() {
     std::vector<std::string> d;
-    if (const char* env = std::getenv("MICRO86_DATA_DIR"); env && *env) d.push_back(env);
+    // MICRO86_DATA_DIRS=dir:dir replaces the built-in list (tests use it to hide installed files).
+    if (const char* env = std::getenv("MICRO86_DATA_DIRS"); env) {
+        std::string all = env;
+        for (size_t at = 0; at <= all.size();) {
+            size_t end = all.find(':', at);
+            if (end == std::string::npos) end = all.size();
+            if (end > at) d.push_back(all.substr(at, end - at));
+            at = end + 1;
+        }
+        return d;
+    }
     for (const char* p : {"/usr/share/qemu", "/usr/local/share/qemu", "/usr/share/qboot", "/opt/homebrew/share/qemu",
                           "/usr/local/opt/qemu/share/qemu", "/opt/local/share/qemu", "/usr/pkg/share/qemu"})
         d.push_back(p);

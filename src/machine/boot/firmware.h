@@ -40,7 +40,7 @@ constexpr uint64_t kFirmwareAlign = 64 * 1024;   // QEMU requires a multiple of 
 constexpr uint64_t kFirmwareMax = 16ull << 20;   // below 4 GiB, clear of the IOAPIC/LAPIC pages
 constexpr uint64_t kIsaBiosMax = 128 * 1024;     // the part aliased to end at 1 MiB
 
-// The built-in data directories, in search order.
+// The built-in data directories, in search order (MICRO86_DATA_DIRS=dir:dir replaces them).
 std::vector<std::string> default_data_dirs();
 // Find `name`: if it contains a '/' or exists as given, that path (when readable); otherwise the
 // first data directory (extra_dirs first) holding it. Returns "" when not found.
