@@ -35,7 +35,7 @@ std::vector<uint8_t> fake_bzimage(size_t kernel_bytes) {
 }
 
 template <class T> T at(const GuestRam& ram, uint64_t a) {
-    T v;
+    T v{};
     REQUIRE(ram.read(a, &v, sizeof v));
     return v;
 }
