@@ -3,7 +3,8 @@
 set -euo pipefail
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO=sudo
-PKGS=(g++ meson ninja-build pkg-config cmake libasmjit-dev libzydis-dev libfmt-dev doctest-dev libxbyak-dev libslirp-dev libglib2.0-dev)
+PKGS=(g++ meson ninja-build pkg-config cmake libasmjit-dev libzydis-dev libfmt-dev doctest-dev libxbyak-dev libslirp-dev libglib2.0-dev
+      qemu-system-data)  # qemu-system-data: qboot.rom (the firmware QEMU runs on microvm) and its option ROMs
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -62,6 +62,14 @@ SCENARIOS = {
     "smp2": {"args": ["-smp", "2"], "append": "", "cpus": 2},
     # No legacy timers or PIC: the local APIC timer (TSC deadline) and the TSC only.
     "nolegacy": {"args": ["-M", "microvm,pit=off,pic=off,rtc=off"], "append": "", "cpus": 1},
+    # Through the real qboot firmware (Debian's qemu-system-data): the kernel comes through fw_cfg
+    # DMA, its real-mode setup code runs on qboot's BIOS services; the e820 map is qboot's.
+    "qboot": {"args": ["-bios", "qboot.rom"], "append": "", "cpus": 1,
+              "expect": ["BIOS-e820: [mem 0x00000000000d0000-0x00000000000effff] ACPI NVS",
+                         "found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]"]},
+    # Direct boot into the 64-bit entry, no firmware (micro86's --direct-boot).
+    "direct": {"args": ["--direct-boot"], "append": "", "cpus": 1,
+               "reject": ["ACPI NVS"], "expect": ["found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]"]},
 }
 
 
@@ -113,6 +121,10 @@ def run_scenario(binary, name, sc, kernel, initrd, expect):
     if sc["cpus"] > 1:
         m = re.search(r"^\s*LOC:\s+(\d+)\s+(\d+)", out, re.M)
         check(m is not None and int(m.group(2)) > 0, "the second CPU takes no timer interrupts")
+    for text in sc.get("expect", []):
+        check(text in out, f"the kernel log lacks {text!r}")
+    for text in sc.get("reject", []):
+        check(text not in out, f"the kernel log has {text!r}")
     bad = [l for l in out.splitlines() if BAD.search(l) and "ommand line:" not in l]
     check(not bad, "kernel log has: " + "; ".join(bad[:3]))
     boot_s = None
