@@ -44,7 +44,8 @@ constexpr uint8_t kEndsBlock = 1;  // control transfer or state change: the bloc
 struct Insn {
     Handler fn = nullptr;
     uint64_t imm = 0;   // first immediate, sign- or zero-extended as the instruction defines it
-    int32_t disp = 0;   // memory operand displacement (sign-extended to 64 bits when used)
+    int64_t disp = 0;   // displacement, sign-extended; 64 bits wide for MOV moffs64 (A0-A3 with an
+                        // 8-byte absolute address)
     uint16_t aux = 0;   // handler-specific: condition code, sub-operation, raw opcode bits...
     uint16_t mnemonic = 0;  // ZydisMnemonic, for traces and unimplemented-instruction logs
     uint8_t len = 0;    // instruction length in bytes

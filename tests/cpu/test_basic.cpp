@@ -68,3 +68,13 @@ TEST_CASE("self-modifying code is seen by the next execution") {
     CHECK(env.run(100) == StopReason::Halt);
     CHECK(env.cpu().s.gpr[RAX] == 42);
 }
+
+TEST_CASE("MOV with a 64-bit absolute address (moffs64) uses all 64 bits") {
+    machine::SnippetEnv env;
+    // 66 A3 moffs64: mov [0x0000000100002000], ax - outside the snippet's RAM, so it must fault
+    // with the full address in CR2 (a truncated displacement would write to 0x2000 instead).
+    env.load_code({0x66, 0xa3, 0x00, 0x20, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xf4});
+    CHECK(env.run(10) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kPF);
+    CHECK(env.cpu().s.cr2 == 0x100002000ull);
+}
