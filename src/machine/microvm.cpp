@@ -223,9 +223,10 @@ bool Microvm::build(std::string& error) {
         }
 
         // vCPUs and their local APICs.
+        auto code = cpu::make_code_cache();  // shared: one vCPU's code patch reaches all of them
         for (unsigned i = 0; i < cfg_.cpus; i++) {
             auto v = std::make_unique<Vcpu>();
-            v->cpu = std::make_unique<cpu::Cpu>(*this);
+            v->cpu = std::make_unique<cpu::Cpu>(*this, code);
             v->cpu->apic_id = i;
             v->cpu->num_cpus = cfg_.cpus;
             v->cpu->is_bsp = i == 0;
@@ -317,7 +318,6 @@ bool Microvm::setup_boot(std::string& error) {
                     kfile[0x205] == 'S';
     boot::MultibootHeader mbh;
     bool is_multiboot = !kfile.empty() && !is_linux && boot::find_multiboot_header(kfile, mbh);
-    bool default_fw = cfg_.bios.empty();
 
     if (!cfg_.kernel.empty() && !is_multiboot && !cfg_.initrd.empty() && !host::read_file(cfg_.initrd, initrd, e))
         return fail("-initrd " + cfg_.initrd, e);
@@ -342,12 +342,6 @@ bool Microvm::setup_boot(std::string& error) {
         boot::KernelImage k;
         bool parsed = boot::parse_kernel(kfile, k, e);
         if (!parsed && !(is_linux && !fw_path.empty())) return fail("-kernel " + cfg_.kernel, e);
-        if (parsed && k.format == boot::KernelFormat::PvhElf && !fw_path.empty() && default_fw) {
-            // qboot cannot start a PVH kernel (QEMU hands it pvh.bin, an option ROM qboot never runs).
-            fmt::print(stderr, "micro86: note: {} cannot boot an ELF (PVH) kernel; booting it directly\n",
-                       boot::kQbootName);
-            fw_path.clear();
-        }
         if (is_linux) {
             if (!boot::linux_fw_cfg(*fw_cfg_, kfile, cmdline, initrd, below_4g, e)) return fail("-kernel " + cfg_.kernel, e);
             option_rom_ = boot::kLinuxbootDma;

@@ -12,8 +12,10 @@
 //                         real-mode setup (with the setup header patched: loader type, heap,
 //                         command line and initrd addresses) and the protected-mode kernel, the
 //                         command line and the initrd, each with its load address and size
-//   pvh_fw_cfg()          the same for an ELF vmlinux with a PVH note (QEMU's load_elfboot); QEMU
-//                         loads the ELF segments into memory itself, so the caller does too
+//   pvh_fw_cfg()          the same for an ELF vmlinux with a PVH note (QEMU's load_elfboot): entry,
+//                         address range, the first 8 KiB as "setup" (qboot recognises the ELF magic
+//                         there and takes its PVH path); QEMU loads the ELF segments into memory
+//                         itself, so the caller does too (load_elf_segments)
 //   add_option_rom()      an option ROM as QEMU's rom_add_option publishes it with
 //                         x-option-roms=on: file genroms/NAME and a bootorder entry
 //   microvm_fdt()         etc/fdt, the device tree QEMU's microvm-dt.c builds for firmware
