@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "devices/fw_cfg.h"
+#include "machine/layout.h"
 
 namespace m86::machine::boot {
 
@@ -259,12 +260,16 @@ bool load_multiboot(const MultibootImage& m, const std::vector<E820Entry>& map, 
                             m.load_addr, m.load_addr + m.buf.size());
         return false;
     }
+    // The kernel must leave room for what the boot writes below it: the GDT of the entry state
+    // and the memory map + information structure.
     uint64_t buf_end = m.load_addr + m.buf.size();
-    if (m.load_addr < mb::kMbiAddr + mb::kInfoSize && buf_end > mb::kMmapAddr) {
-        error = fmt::format("the multiboot kernel (0x{:x}..0x{:x}) overlaps the boot information at 0x{:x}",
-                            m.load_addr, buf_end, mb::kMmapAddr);
-        return false;
-    }
+    for (auto [lo, hi] : {std::pair<uint64_t, uint64_t>{layout::kBootGdt, layout::kBootGdt + 0x20},
+                          {mb::kMmapAddr, mb::kMbiAddr + mb::kInfoSize}})
+        if (m.load_addr < hi && buf_end > lo) {
+            error = fmt::format("the multiboot kernel (0x{:x}..0x{:x}) overlaps the boot data at 0x{:x}..0x{:x}",
+                                m.load_addr, buf_end, lo, hi);
+            return false;
+        }
     ram.write(m.load_addr, m.buf.data(), m.buf.size());
 
     std::vector<uint8_t> info = m.info;
