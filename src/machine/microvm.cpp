@@ -12,6 +12,7 @@
 #include "machine/boot/multiboot.h"
 #include "machine/host.h"
 #include "machine/layout.h"
+#include "machine/virtio_slots.h"
 
 namespace m86::machine {
 
@@ -242,6 +243,17 @@ bool Microvm::build(std::string& error) {
             lint0_.connect(0, dev::IrqLine{v->lapic.get(), dev::lapic::kLint0});
             vcpus_.push_back(std::move(v));
         }
+
+        // The eight virtio-mmio transports with the devices and host backends of the command line.
+        VirtioSlots::Wiring vw;
+        vw.dma = dma_.get();
+        vw.isa_irq = &isa_irq_;
+        vw.mmio = &mmio_;
+        vw.clock = &clock_;
+        if (uart_ && !cfg_.serials.empty() && cfg_.serials[0].kind == CharDevSpec::Kind::Stdio)
+            vw.stdio = serial_host_.get();  // one terminal: a virtconsole on stdio shares it
+        virtio_ = VirtioSlots::create(cfg_, vw, error);
+        if (!virtio_) return false;
     } catch (const dev::BusError& e) {
         error = e.what();
         return false;
@@ -259,10 +271,12 @@ bool Microvm::build(std::string& error) {
 
 // The kernel command line the guest gets (QEMU's microvm appends the virtio-mmio devices here
 // with auto-kernel-cmdline).
-std::string Microvm::kernel_cmdline() const { return cfg_.append; }
+std::string Microvm::kernel_cmdline() const {
+    return cfg_.auto_kernel_cmdline ? cfg_.append + virtio_->cmdline_suffix() : cfg_.append;
+}
 
 // virtio-mmio slots with a device behind them (for etc/fdt and the command line).
-std::vector<unsigned> Microvm::populated_virtio_slots() const { return {}; }
+std::vector<unsigned> Microvm::populated_virtio_slots() const { return virtio_->populated(); }
 
 bool Microvm::load_firmware(const std::string& path, std::string& error) {
     std::string e;
@@ -400,6 +414,7 @@ void Microvm::reset_machine() {
         std::memcpy(fw_mem_.data(), fw_image_.data(), fw_image_.size());
     }
     fw_cfg_->reset();
+    virtio_->reset();
     for (auto& v : vcpus_) {
         v->cpu->code().invalidate_all();
         v->cpu->reset();
@@ -514,12 +529,13 @@ void Microvm::flush_output() {
 }
 
 void Microvm::poll_input() {
+    if (virtio_->service()) quit_ = true;  // network backends, virtio console input (Ctrl-A x there)
     if (!serial_host_) return;
     if (serial_host_->quit_requested()) {
         quit_ = true;
         return;
     }
-    if (!uart_) return;
+    if (!uart_ || virtio_->takes_input_from(serial_host_.get())) return;  // the terminal feeds hvc0
     uint8_t buf[64];
     size_t room = std::min<size_t>(uart_->rx_space(), sizeof buf);
     if (room == 0) return;
@@ -574,13 +590,13 @@ int Microvm::run() {
                     // Nothing can ever wake the guest except input.
                     std::vector<int> fds;
                     if (serial_host_ && serial_host_->input_fd() >= 0) fds.push_back(serial_host_->input_fd());
-                    if (fds.empty()) {
+                    if (fds.empty() && !virtio_->can_wake()) {
                         fmt::print(stderr, "\nmicro86: every vCPU is halted with no timer or input that could wake it\n");
                         quit_ = true;
                         exit_status_ = 1;
                         break;
                     }
-                    host::wait_for_input(fds, -1);
+                    virtio_->wait(fds, -1);
                 } else {
                     clock_.idle_until(deadline);
                 }
@@ -588,7 +604,7 @@ int Microvm::run() {
                 std::vector<int> fds;
                 if (serial_host_ && serial_host_->input_fd() >= 0) fds.push_back(serial_host_->input_fd());
                 int64_t wait = deadline == dev::kNever ? 100'000'000 : int64_t(clock_.ns_until(deadline));
-                if (wait > 0) host::wait_for_input(fds, std::min<int64_t>(wait, 100'000'000));
+                if (wait > 0) virtio_->wait(fds, std::min<int64_t>(wait, 100'000'000));
             }
             if (clock_.due()) clock_.run_due();
         }

@@ -47,6 +47,8 @@
 
 namespace m86::machine {
 
+class VirtioSlots;
+
 class Microvm : public cpu::Bus, public dev::ExitSink {
 public:
     // Build the machine from a parsed command line: reads the kernel/initrd files, opens the
@@ -79,6 +81,8 @@ public:
     dev::DmaMemory& dma();
     dev::FwCfg& fw_cfg() { return *fw_cfg_; }
     bool firmware_boot() const { return !fw_image_.empty(); }
+    // The virtio-mmio transports, their devices and host backends (virtio_slots.h).
+    VirtioSlots& virtio() { return *virtio_; }
 
 private:
     struct Vcpu;
@@ -132,6 +136,7 @@ private:
     std::vector<std::unique_ptr<dev::DebugExit>> debug_exits_;
     // What the kernel loaders left for fw_cfg (firmware boot reads the kernel from there).
     std::string option_rom_;            // the option ROM QEMU would add for this kernel
+    std::unique_ptr<VirtioSlots> virtio_;  // last: destroyed first (it uses the clock, DMA, buses)
 };
 
 }  // namespace m86::machine

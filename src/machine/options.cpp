@@ -35,6 +35,15 @@ const char* const kVmUsage =
     "  -serial stdio|file:PATH|none|null|chardev:ID   the next ISA serial port's backend\n"
     "  -chardev stdio,id=ID | file,id=ID,path=PATH | null,id=ID\n"
     "  -device isa-debug-exit[,iobase=N][,iosize=N]   a write of V exits with status (V<<1)|1\n"
+    "  -drive id=ID,file=PATH,format=raw,if=none[,readonly=on][,discard=unmap]   a raw disk image\n"
+    "  -device virtio-blk-device,drive=ID[,serial=S]  a virtio disk (/dev/vdX)\n"
+    "  -netdev user,id=ID[,hostfwd=tcp::HOSTPORT-:GUESTPORT...]   user-mode network (libslirp)\n"
+    "  -netdev tap,id=ID[,ifname=NAME],script=no,downscript=no       a host tap interface\n"
+    "  -device virtio-net-device,netdev=ID[,mac=52:54:00:..]   a virtio NIC\n"
+    "  -device virtio-serial-device -device virtconsole,chardev=ID   a virtio console (hvc0)\n"
+    "  -device virtio-rng-device                      host entropy for the guest (/dev/hwrng)\n"
+    "        any virtio device: bus=virtio-mmio-bus.N picks transport N (default: the highest free)\n"
+    "  -global virtio-mmio.force-legacy=true|false    virtio-mmio register layout (default true, as QEMU)\n"
     "  -nographic         no display; serial on stdio (the default for micro86)\n"
     "  -display none, -nodefaults, -no-user-config   accepted (micro86 has no display or config files)\n"
     "Time:\n"
@@ -185,8 +194,12 @@ std::string parse_device(const std::string& arg, VmConfig& c) {
         if (uint32_t(x.iobase) + x.iosize > 0x10000)
             return fmt::format("-device isa-debug-exit: ports 0x{:x}+0x{:x} run past 0xffff", x.iobase, x.iosize);
         c.debug_exits.push_back(x);
+    } else if (is_virtio_driver(d.driver)) {
+        if (std::string e = parse_virtio_device(d.driver, d.props, c.virtio); !e.empty()) return e;
     } else {
-        return fmt::format("-device {}: unknown or unsupported device (micro86 has isa-debug-exit)", d.driver);
+        return fmt::format("-device {}: unknown or unsupported device (micro86 has isa-debug-exit, virtio-blk-device, "
+                           "virtio-net-device, virtio-serial-device, virtconsole, virtio-rng-device)",
+                           d.driver);
     }
     c.devices.push_back(std::move(d));
     return "";
@@ -298,6 +311,10 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
         } else if (a == "-device") {
             if (!value(v)) return std::nullopt;
             if (std::string e = parse_device(v, c); !e.empty()) return error = e, std::nullopt;
+        } else if (a == "-drive" || a == "-netdev" || a == "-global") {
+            if (!value(v)) return std::nullopt;
+            std::string e = a == "-drive" ? parse_drive(v, c.virtio) : a == "-netdev" ? parse_netdev(v, c.virtio) : parse_global(v, c.virtio);
+            if (!e.empty()) return error = e, std::nullopt;
         } else if (a == "-no-reboot") {
             c.no_reboot = true;
         } else if (a == "-nodefaults") {
@@ -350,6 +367,12 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
                 found = true;
             }
         if (!found) return error = fmt::format("-serial chardev:{}: no -chardev with that id", s.id), std::nullopt;
+    }
+    // virtio devices: drive=/netdev=/chardev= references (device_options.h).
+    {
+        std::vector<std::string> ids;
+        for (const auto& d : c.chardevs) ids.push_back(d.id);
+        if (std::string e = finish_virtio_config(c.virtio, ids); !e.empty()) return error = e, std::nullopt;
     }
     // QEMU's default: the first serial port on stdio with -nographic (micro86 has no other display).
     if (c.serials.empty() && !c.nodefaults) c.serials.push_back({CharDevSpec::Kind::Stdio, "", ""});

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "machine/device_options.h"
+
 namespace m86::machine {
 
 enum class OnOffAuto { On, Off, Auto };
@@ -51,6 +53,7 @@ struct VmConfig {
     bool direct_boot = false;
     std::vector<DeviceSpec> devices;         // every -device, in order
     std::vector<DebugExitSpec> debug_exits;  // the isa-debug-exit ones among them
+    VirtioConfig virtio;                     // -drive, -netdev, -global, virtio -device (device_options.h)
     bool no_reboot = false;
     bool nodefaults = false;
     bool nographic = false;
