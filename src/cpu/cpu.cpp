@@ -11,7 +11,10 @@
 
 namespace m86::cpu {
 
-Cpu::Cpu(Bus& b) : bus(b), code_(std::make_unique<CodeCache>()) { reset(); }
+Cpu::Cpu(Bus& b, std::shared_ptr<CodeCache> code) : bus(b), code_(code ? std::move(code) : make_code_cache()) {
+    code_->attach(this);
+    reset();
+}
 
 void Cpu::reset(bool init_only) {
     // SDM Vol. 3, Table 10-1 "IA-32 and Intel 64 Processor States Following Power-up, Reset, or
@@ -68,7 +71,7 @@ void Cpu::reset(bool init_only) {
     tlb_flush();
 }
 
-Cpu::~Cpu() = default;
+Cpu::~Cpu() { code_->detach(this); }
 
 void log_unimplemented(uint16_t mnemonic, const char* why) {
     static std::mutex mu;
@@ -159,18 +162,44 @@ bool Cpu::cond(unsigned cc) const {
 
 // ---- block lookup --------------------------------------------------------------------------------
 
+namespace {
+inline unsigned jump_index(uint64_t lin) { return unsigned(lin ^ (lin >> kJumpBits)) & (kJumpSize - 1); }
+}  // namespace
+
+void Cpu::flush_jump_cache() {
+    for (auto& ctx : jump_)
+        for (auto& e : ctx) e = JumpEntry{};
+    code_gen_ = code_->generation();
+}
+
 Block* Cpu::find_block() {
     uint64_t lin = s.seg[CS].base + s.rip;
     if (mode_ != Mode::Long64) {
         if (s.rip > s.seg[CS].limit) raise_fault(kGP, 0);  // CS limit (SDM Vol. 3, 5.3)
         lin = uint32_t(lin);
     }
-    if (Block* b = code_->jump_lookup(tlb_ctx, lin, mode_)) return b;
+    // Blocks retired since the jump cache was filled (by any CPU sharing the code cache)?
+    if (code_->generation() != code_gen_) [[unlikely]]
+        flush_jump_cache();
+    JumpEntry& e = jump_[tlb_ctx][jump_index(lin)];
+    if (e.tag == (lin << 3 | uint64_t(mode_))) [[likely]]
+        return e.block;
+    return find_block_slow(lin, e);
+}
 
+Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
     uint64_t page;
     const uint8_t* p = fetch_ptr(lin, &page);
     uint64_t phys = page | (lin & ~kPageMask);
     Block* b = code_->find(phys, mode_);
+    if (b && b->page2 != 1) {
+        // A block whose (only) instruction continues on the next page was decoded where the next
+        // linear page mapped b->page2; fetching the rest of the instruction must give the same page
+        // (the same physical page may be mapped elsewhere, next to another page).
+        uint64_t page2;
+        fetch_ptr((lin & kPageMask) + kPageSize, &page2);
+        if (page2 != b->page2) b = nullptr;  // decode again (insert() retires the old block)
+    }
     if (!b) {
         auto nb = std::make_unique<Block>();
         nb->lin = lin;
@@ -211,12 +240,11 @@ Block* Cpu::find_block() {
                 (at & ~kPageMask) == 0)
                 break;
         }
+        // Stores the block and write-protects its page(s) in every CPU's write TLB.
         b = code_->insert(std::move(nb));
-        // Pages holding code must take the write slow path so writes to them are seen.
-        tlb_protect_code(phys & kPageMask);
-        if (b->page2 != 1) tlb_protect_code(b->page2);
+        if (code_->generation() != code_gen_) flush_jump_cache();  // insert() retired a block
     }
-    code_->jump_insert(tlb_ctx, b);
+    e = JumpEntry{lin << 3 | uint64_t(mode_), b};
     return b;
 }
 

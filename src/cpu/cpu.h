@@ -27,6 +27,8 @@ namespace m86::cpu {
 
 class CodeCache;
 struct Block;
+// A code cache for the CPUs of one machine (decode.h); pass it to each Cpu's constructor.
+std::shared_ptr<CodeCache> make_code_cache();
 
 // Exception vectors (SDM Vol. 3, Table 6-1).
 enum Vector : uint8_t {
@@ -64,8 +66,8 @@ struct Fault {
 // Software TLB: direct-mapped arrays per access context (privilege), one for reads and one for
 // writes, so a copy loop whose source and destination pages share an index does not thrash. An
 // entry caches a linear page's host mapping. A tag is the page-aligned linear address; an invalid
-// tag has bit 0 set, so it can never match. Instruction fetch needs no TLB: the code cache's jump
-// cache maps linear RIPs to decoded blocks directly.
+// tag has bit 0 set, so it can never match. Instruction fetch needs no TLB: the jump cache (below)
+// maps linear RIPs to decoded blocks directly.
 struct TlbEntry {
     uint64_t tag = 1;
     intptr_t addend = 0;  // host address = linear address + addend
@@ -80,9 +82,23 @@ constexpr unsigned kCtxSup = 0, kCtxUser = 1, kCtxSupAC = 2;
 
 enum class Access : uint8_t { Read, Write, Exec };
 
+// Jump cache: per CPU and TLB context, a direct-mapped map from the linear address of a block's
+// first instruction (and the decode mode) to the block in the shared code cache. An entry means
+// "fetching from this linear address in this context was allowed and led to this block", so it is
+// flushed with the TLB, and when the code cache retires blocks (CodeCache::generation()).
+// tag = lin << 3 | mode: unique, because linear addresses are canonical (the three bits shifted out
+// copy bit 47/56) or 32-bit outside 64-bit mode; an invalid tag has all low bits set (no mode 7).
+struct JumpEntry {
+    uint64_t tag = ~0ull;
+    Block* block = nullptr;
+};
+constexpr unsigned kJumpBits = 12, kJumpSize = 1u << kJumpBits;
+
 class Cpu {
 public:
-    explicit Cpu(Bus& bus);
+    // `code` is the machine's shared code cache (make_code_cache()); without one the CPU gets a
+    // private cache (single-CPU environments).
+    explicit Cpu(Bus& bus, std::shared_ptr<CodeCache> code = nullptr);
     ~Cpu();
     Cpu(const Cpu&) = delete;
     Cpu& operator=(const Cpu&) = delete;
@@ -249,7 +265,8 @@ public:
     // when the page is MMIO. May fault. The pointer stays valid up to the end of the page until the
     // next guest memory access (bulk paths: REP MOVS/STOS, FXSAVE...).
     uint8_t* host_ptr(uint64_t lin, Access acc);
-    // Invalidate write-TLB entries that map physical page `page` (it now holds code).
+    // Invalidate write-TLB entries that map physical page `page` (it now holds code). The code cache
+    // calls it on every CPU that shares it.
     void tlb_protect_code(uint64_t page);
     // Host pointer for an instruction fetch from linear `lin`, with the physical page it maps.
     const uint8_t* fetch_ptr(uint64_t lin, uint64_t* phys_page);
@@ -258,9 +275,12 @@ public:
     CodeCache& code() { return *code_; }
     // Notification from the write slow path: physical page `page` was written.
     void code_page_written(uint64_t page);
+    // Forget every jump-cache entry (TLB flushes; retired blocks).
+    void flush_jump_cache();
 
 private:
     Block* find_block();
+    Block* find_block_slow(uint64_t lin, JumpEntry& e);
     StopReason run_blocks(uint64_t limit);
     void handle_fault();
     // Exception/interrupt plumbing (exceptions.cpp).
@@ -284,7 +304,9 @@ private:
     Fault pending_fault_;
 
     Mode mode_ = Mode::Real;
-    std::unique_ptr<CodeCache> code_;
+    std::shared_ptr<CodeCache> code_;
+    uint64_t code_gen_ = 0;  // the code cache's generation() the jump cache is valid for
+    JumpEntry jump_[kTlbContexts][kJumpSize];
     std::jmp_buf* fault_jmp_ = nullptr;
 };
 

@@ -246,10 +246,7 @@ std::string disassemble(const uint8_t* bytes, size_t avail, Mode mode, uint64_t 
 
 // ---- code cache ----------------------------------------------------------------------------------
 
-void CodeCache::flush_jump_cache() {
-    for (auto& ctx : jump_)
-        for (auto& b : ctx) b = nullptr;
-}
+std::shared_ptr<CodeCache> make_code_cache() { return std::make_shared<CodeCache>(); }
 
 Block* CodeCache::find(uint64_t phys, Mode mode) const {
     auto it = by_phys_.find(key(phys, mode));
@@ -258,10 +255,42 @@ Block* CodeCache::find(uint64_t phys, Mode mode) const {
 
 Block* CodeCache::insert(std::unique_ptr<Block> b) {
     Block* raw = b.get();
-    pages_[b->phys & kPageMask].push_back(raw);
+    auto old = by_phys_.find(key(b->phys, b->mode));
+    if (old != by_phys_.end()) retire(old->second.get());
+    uint64_t page = b->phys & kPageMask;
+    pages_[page].push_back(raw);
     if (b->page2 != 1) pages_[b->page2].push_back(raw);
     by_phys_[key(b->phys, b->mode)] = std::move(b);
+    // Pages holding code must take the write slow path on every CPU, so writes to them are seen.
+    for (Cpu* c : cpus_) {
+        c->tlb_protect_code(page);
+        if (raw->page2 != 1) c->tlb_protect_code(raw->page2);
+    }
     return raw;
+}
+
+// Remove b from the page lists (except `except_page`'s, which the caller drops whole) and move it
+// from the index to the graveyard.
+void CodeCache::unlink(Block* b, uint64_t except_page) {
+    b->valid = false;
+    for (uint64_t p : {b->phys & kPageMask, b->page2}) {
+        if (p == except_page || p == 1) continue;
+        auto o = pages_.find(p);
+        if (o == pages_.end()) continue;
+        std::erase(o->second, b);
+        if (o->second.empty()) pages_.erase(o);
+    }
+    auto bp = by_phys_.find(key(b->phys, b->mode));
+    if (bp != by_phys_.end() && bp->second.get() == b) {
+        graveyard_.push_back(std::move(bp->second));
+        by_phys_.erase(bp);
+    }
+}
+
+void CodeCache::retire(Block* b) {
+    if (!b->valid) return;
+    unlink(b, 1);
+    generation_++;
 }
 
 void CodeCache::invalidate_page(uint64_t page) {
@@ -269,24 +298,9 @@ void CodeCache::invalidate_page(uint64_t page) {
     if (it == pages_.end()) return;
     std::vector<Block*> blocks = std::move(it->second);
     pages_.erase(it);
-    for (Block* b : blocks) {
-        if (!b->valid) continue;
-        b->valid = false;
-        // Unlink from the other page it may span.
-        for (uint64_t p : {b->phys & kPageMask, b->page2}) {
-            if (p == page || p == 1) continue;
-            auto o = pages_.find(p);
-            if (o == pages_.end()) continue;
-            std::erase(o->second, b);
-            if (o->second.empty()) pages_.erase(o);
-        }
-        auto bp = by_phys_.find(key(b->phys, b->mode));
-        if (bp != by_phys_.end() && bp->second.get() == b) {
-            graveyard_.push_back(std::move(bp->second));
-            by_phys_.erase(bp);
-        }
-    }
-    flush_jump_cache();
+    for (Block* b : blocks)
+        if (b->valid) unlink(b, page);
+    generation_++;
 }
 
 void CodeCache::invalidate_all() {
@@ -296,7 +310,7 @@ void CodeCache::invalidate_all() {
     }
     by_phys_.clear();
     pages_.clear();
-    flush_jump_cache();
+    generation_++;
 }
 
 }  // namespace m86::cpu

@@ -80,33 +80,67 @@ struct Block {
     std::vector<Insn> insns;
 };
 
-// All decoded blocks of one machine, indexed by physical address, with the per-page bookkeeping
-// that self-modifying-code detection needs.
+// All decoded blocks of one machine, indexed by physical address and decode mode, with the
+// per-page bookkeeping that self-modifying-code detection needs.
+//
+// One CodeCache is shared by every vCPU of a machine (the board creates it with make_code_cache()
+// and passes it to each Cpu; a Cpu built without one gets a private cache: snippet environment,
+// tests). Each Cpu keeps its own linear-address jump cache in front of it (cpu.h).
+//
+// Coherency invariants (SMP: Linux patches its text at run time: alternatives, static keys, jump
+// labels, ftrace, and one CPU's patch must reach the blocks every other CPU runs):
+//   - a physical page that holds a block is write-protected in the write TLB of EVERY attached CPU
+//     (insert() does it), so any CPU's write to it takes the write slow path;
+//   - the slow path calls invalidate_page(), which retires the page's blocks and bumps
+//     generation(); every CPU compares the generation with the one its jump cache was filled under
+//     before each lookup (Cpu::find_block) and flushes on a mismatch, so no CPU reaches a retired
+//     block through its jump cache;
+//   - retired blocks stay allocated until collect(), which a CPU calls between blocks: with all
+//     vCPUs interleaved on one host thread no other CPU is inside a block then.
+//
+// One host thread per vCPU, later: everything here would take a lock (a mutex around
+// find/insert/invalidate; the generation becomes an atomic read with acquire ordering). Two steps
+// need more than a lock: (1) insert() write-protects pages in other CPUs' TLBs, which their threads
+// read without locks; that needs either a per-page "has code" bit tested on the write fast path, or
+// a request to each CPU that it applies at its next block boundary, acknowledged before the new
+// block runs (a write by a CPU that has not yet applied it is then a write that happened before the
+// code was decoded, which is allowed); (2) collect() may free a block only once every CPU has passed
+// a block boundary after its retirement (epoch-based reclamation: each CPU publishes the generation
+// it last synchronised with; a block retired at generation g is freed when every running CPU has
+// published a generation > g).
 class CodeCache {
 public:
-    static constexpr unsigned kJumpBits = 12;
+    CodeCache() = default;
+    CodeCache(const CodeCache&) = delete;
+    CodeCache& operator=(const CodeCache&) = delete;
 
-    // Fast lookup by linear address (valid until the next flush_jump_cache()).
-    Block* jump_lookup(unsigned ctx, uint64_t lin, Mode mode) const {
-        Block* b = jump_[ctx][(lin >> 1) & ((1u << kJumpBits) - 1)];
-        return (b && b->lin == lin && b->mode == mode) ? b : nullptr;
-    }
-    void jump_insert(unsigned ctx, Block* b) { jump_[ctx][(b->lin >> 1) & ((1u << kJumpBits) - 1)] = b; }
-    void flush_jump_cache();
+    // The CPUs whose TLBs insert() write-protects (Cpu's constructor and destructor call these).
+    void attach(Cpu* c) { cpus_.push_back(c); }
+    void detach(Cpu* c) { std::erase(cpus_, c); }
 
     Block* find(uint64_t phys, Mode mode) const;
+    // Store a new block and write-protect its page(s) in every attached CPU's write TLB.
     Block* insert(std::unique_ptr<Block> b);
     bool page_has_code(uint64_t page) const { return pages_.count(page) != 0; }
     // Drop every block that uses physical page `page`. Blocks are retired, not freed, until
-    // collect() (the run loop may be executing one of them).
+    // collect() (a CPU may be executing one of them).
     void invalidate_page(uint64_t page);
+    // Retire one block (its pages may keep other blocks).
+    void retire(Block* b);
     void invalidate_all();
-    void collect() { graveyard_.clear(); }
+    void collect() {
+        if (!graveyard_.empty()) graveyard_.clear();
+    }
     size_t size() const { return by_phys_.size(); }
+    // Changes whenever a block is retired: a jump cache filled under another value may point at a
+    // retired block.
+    uint64_t generation() const { return generation_; }
 
 private:
     static uint64_t key(uint64_t phys, Mode mode) { return phys * 8 + uint64_t(mode); }
-    Block* jump_[kTlbContexts][1u << kJumpBits] = {};
+    void unlink(Block* b, uint64_t except_page);
+    std::vector<Cpu*> cpus_;
+    uint64_t generation_ = 1;
     std::unordered_map<uint64_t, std::unique_ptr<Block>> by_phys_;
     std::unordered_map<uint64_t, std::vector<Block*>> pages_;
     std::vector<std::unique_ptr<Block>> graveyard_;

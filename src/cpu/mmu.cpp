@@ -32,7 +32,7 @@ void Cpu::tlb_flush() {
     for (auto* arr : {tlb_r, tlb_w})
         for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
             for (auto& e : arr[ctx]) e = TlbEntry{};
-    code_->flush_jump_cache();
+    flush_jump_cache();
 }
 
 // INVLPG semantics: drop every translation of the page containing `lin` whatever its size. The
@@ -43,7 +43,7 @@ void Cpu::tlb_flush_page(uint64_t lin) {
         for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
             for (auto& e : arr[ctx])
                 if (((e.tag ^ lin) >> 30) == 0) e = TlbEntry{};
-    code_->flush_jump_cache();
+    flush_jump_cache();
 }
 
 void Cpu::tlb_protect_code(uint64_t page) {

@@ -1,0 +1,173 @@
+// The code cache shared by the vCPUs of a machine: code one CPU writes must reach the decoded blocks
+// every other CPU runs (Linux patches its text at run time on SMP), whichever write path it takes.
+#include <doctest/doctest.h>
+#include <xbyak/xbyak.h>
+
+#include <functional>
+#include <vector>
+
+#include "cpu/cpu.h"
+#include "cpu/decode.h"
+#include "machine/snippet.h"
+
+using namespace m86;
+using namespace m86::cpu;
+
+namespace {
+
+std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
+    Xbyak::CodeGenerator g(4096);
+    gen(g);
+    return {g.getCode(), g.getCode() + g.getSize()};
+}
+
+// Two CPUs on the snippet environment's bus and page tables, sharing one code cache.
+struct TwoCpus {
+    machine::SnippetEnv env;
+    std::shared_ptr<CodeCache> cache = make_code_cache();
+    Cpu c0{env.bus(), cache}, c1{env.bus(), cache};
+    TwoCpus() {
+        for (Cpu* c : {&c0, &c1}) {
+            c->s = env.cpu().s;
+            c->update_mode();
+            c->tlb_flush();
+        }
+    }
+    void load(uint64_t addr, const std::vector<uint8_t>& code) { REQUIRE(env.poke(addr, code.data(), code.size())); }
+    // Run `c` from `rip` to its HLT.
+    void run(Cpu& c, uint64_t rip) {
+        c.s.rip = rip;
+        c.halted = false;
+        REQUIRE(c.run(1000) == StopReason::Halt);
+    }
+};
+
+constexpr uint64_t kCode = 0x100000;     // CPU 0's function (page 0x100000)
+constexpr uint64_t kData = 0x100c00;     // a data byte on the same page
+constexpr uint64_t kWarm = 0x102000;     // CPU 1: a write to kData (its write TLB maps the page)
+constexpr uint64_t kPatch = 0x103000;    // CPU 1: the patch
+constexpr uint64_t kNewCode = 0x104000;  // bytes CPU 1 copies over kCode
+
+// mov eax, imm32; hlt
+std::vector<uint8_t> mov_eax(uint32_t v) { return {0xb8, uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24), 0xf4}; }
+
+}  // namespace
+
+TEST_CASE("code cache: a patch by CPU 1 reaches code CPU 0 has executed (single store)") {
+    TwoCpus m;
+    m.load(kCode, mov_eax(1));
+    m.load(kWarm, assemble([](Xbyak::CodeGenerator& g) {
+        g.mov(Xbyak::util::al, 0xcc);
+        g.mov(Xbyak::util::byte[kData], Xbyak::util::al);
+        g.hlt();
+    }));
+    m.load(kPatch, assemble([](Xbyak::CodeGenerator& g) {
+        g.mov(Xbyak::util::al, 2);
+        g.mov(Xbyak::util::byte[kCode + 1], Xbyak::util::al);  // the low byte of the imm32
+        g.hlt();
+    }));
+    // CPU 1 writes to the page before it holds code: its write TLB now maps it writable.
+    m.run(m.c1, kWarm);
+    // CPU 0 decodes and runs the function (twice: the second run comes from its jump cache).
+    m.run(m.c0, kCode);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 1);
+    // CPU 1 patches the immediate: decoding on CPU 0 must have write-protected the page in CPU 1's
+    // TLB, so the store is seen and the block retired for both CPUs.
+    m.run(m.c1, kPatch);
+    uint8_t byte = 0;
+    m.env.peek(kCode + 1, &byte, 1);
+    REQUIRE(byte == 2);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 2);
+}
+
+TEST_CASE("code cache: CPU 1 copies a new function over CPU 0's with REP MOVSB") {
+    TwoCpus m;
+    m.load(kCode, assemble([](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(eax, 5);
+        g.add(eax, 1);
+        g.hlt();
+    }));
+    auto replacement = assemble([](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(eax, 100);
+        g.sub(eax, 1);
+        g.hlt();
+    });
+    m.load(kNewCode, replacement);
+    m.load(kPatch, assemble([&](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(esi, uint32_t(kNewCode));
+        g.mov(edi, uint32_t(kCode));
+        g.mov(ecx, uint32_t(replacement.size()));
+        g.rep();
+        g.movsb();
+        g.hlt();
+    }));
+    m.load(kWarm, assemble([](Xbyak::CodeGenerator& g) {
+        g.mov(Xbyak::util::al, 0xcc);
+        g.mov(Xbyak::util::byte[kData], Xbyak::util::al);
+        g.hlt();
+    }));
+    m.run(m.c1, kWarm);  // CPU 1's write TLB maps the page before it holds code
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 6);
+    m.run(m.c1, kPatch);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 99);
+    // And back on the other CPU: CPU 1 runs the new code too.
+    m.run(m.c1, kCode);
+    CHECK(uint32_t(m.c1.s.gpr[RAX]) == 99);
+}
+
+TEST_CASE("code cache: CPU 1 rewrites a function CPU 0 calls in a loop") {
+    // CPU 0 runs a loop that calls a function; CPU 1 rewrites the function between two runs of the
+    // loop. The caller's blocks stay valid, the callee's must be decoded again.
+    TwoCpus m;
+    auto caller = assemble([](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.xor_(ebx, ebx);
+        g.mov(ecx, 10);
+        g.L("top");
+        g.mov(eax, uint32_t(kCode + 0x800));
+        g.call(rax);
+        g.add(ebx, eax);
+        g.sub(ecx, 1);
+        g.jnz("top");
+        g.hlt();
+    });
+    m.load(kCode, caller);
+    auto fn = [](uint32_t v) {
+        return assemble([v](Xbyak::CodeGenerator& g) {
+            g.mov(Xbyak::util::eax, v);
+            g.ret();
+        });
+    };
+    m.load(kCode + 0x800, fn(3));
+    auto fn7 = fn(7);
+    m.load(kNewCode, fn7);
+    m.load(kPatch, assemble([&](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(eax, *reinterpret_cast<const uint32_t*>(fn7.data() + 1));  // the new imm32
+        g.mov(dword[kCode + 0x801], eax);
+        g.hlt();
+    }));
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RBX]) == 30);
+    m.run(m.c1, kPatch);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RBX]) == 70);
+}
+
+TEST_CASE("code cache: blocks are shared, jump caches are per CPU") {
+    TwoCpus m;
+    m.load(kCode, mov_eax(9));
+    m.run(m.c0, kCode);
+    size_t n = m.cache->size();
+    CHECK(n >= 1);
+    m.run(m.c1, kCode);  // decoded once: CPU 1 finds CPU 0's block
+    CHECK(m.cache->size() == n);
+    CHECK(uint32_t(m.c1.s.gpr[RAX]) == 9);
+}
