@@ -376,7 +376,7 @@ void pick_division(Picker& p, State& st, unsigned w, bool is_signed, uint64_t& d
     }
     if (mode == 6 || mode == 7) {  // by -1: the smallest 2w-byte dividend, or -2^(bits-1): #DE
         divisor = m;
-        I128 dividend = mode == 6 ? -(I128(1) << (2 * bits - 1)) : qmin;
+        I128 dividend = mode == 6 ? I128(~(unsigned __int128)0 << (2 * bits - 1)) : qmin;  // -2^(2*bits-1)
         unsigned __int128 u = (unsigned __int128)dividend;
         set_dividend(st, w, uint64_t(u >> bits), uint64_t(u));
         return;
