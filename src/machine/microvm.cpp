@@ -342,7 +342,9 @@ bool Microvm::setup_boot(std::string& error) {
         boot::FileReader reader = [](const std::string& p, std::vector<uint8_t>& out, std::string& err) {
             return host::read_file(p, out, err);
         };
-        if (!boot::build_multiboot(kfile, cfg_.kernel, cmdline, cfg_.initrd, reader, mb, e))
+        // The information structure gets -append as given: QEMU builds it before its machine reset
+        // adds the virtio-mmio devices (to the fw_cfg command line only).
+        if (!boot::build_multiboot(kfile, cfg_.kernel, cfg_.append, cfg_.initrd, reader, mb, e))
             return fail("-kernel " + cfg_.kernel, e);
         for (const auto& n : mb.notes) fmt::print(stderr, "micro86: note: {}\n", n);
         boot::multiboot_fw_cfg(mb, *fw_cfg_);

@@ -128,6 +128,9 @@ class Checker:
             self.failures.append(f"{what}: got {got!r}, expected {want!r}")
 
 
+VIRTIO_CMD = b"x y virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11\0"
+
+
 def first32(data):
     """What the dump prints of an item: its first 32 bytes (zeros past its end)."""
     return (bytes(data[:32]) + bytes(32))[:32].hex()
@@ -245,6 +248,13 @@ def main():
                            c.eq("INITRD_ADDR (the multiboot info)", d[0x0a][0], le_hex(0x9500, 4)),
                            c.eq("INITRD_SIZE", d[0x0b][0], le_hex(88, 4)),
                            c.eq("CMDLINE_DATA", d[0x15][0][:8], b"x y\0".hex()))),
+            # Two virtio-mmio devices: their transports in etc/fdt, and the command line items with
+            # the devices appended (auto-kernel-cmdline) while the multiboot info keeps -append.
+            ("multiboot+2 virtio", ["-m", "128M", "-kernel", "mb.bin", "-append", "x y", "-device", "virtio-rng-device",
+                                    "-device", "virtio-rng-device"], 128 << 20, 1, 1,
+             lambda c, d: c.eq("CMDLINE_DATA (first bytes, byte sum)", (d[0x15][0], d[0x15][1]),
+                               (VIRTIO_CMD[:64].hex(),
+                                bsum(VIRTIO_CMD)))),
         ]
         for name, args, ram, cpus, max_cpus, extra in scenarios:
             c = Checker("fw_cfg " + name)
