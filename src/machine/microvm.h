@@ -134,8 +134,7 @@ private:
     std::unique_ptr<PhysDma> dma_;
     std::unique_ptr<dev::FwCfg> fw_cfg_;
     std::vector<std::unique_ptr<dev::DebugExit>> debug_exits_;
-    // What the kernel loaders left for fw_cfg (firmware boot reads the kernel from there).
-    std::string option_rom_;            // the option ROM QEMU would add for this kernel
+    std::string option_rom_;            // the option ROM QEMU would add for this kernel (fw_cfg genroms/)
     std::unique_ptr<VirtioSlots> virtio_;  // last: destroyed first (it uses the clock, DMA, buses)
 };
 
