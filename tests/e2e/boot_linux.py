@@ -62,6 +62,8 @@ SCENARIOS = {
     "smp2": {"args": ["-smp", "2"], "append": "", "cpus": 2},
     # No legacy timers or PIC: the local APIC timer (TSC deadline) and the TSC only.
     "nolegacy": {"args": ["-M", "microvm,pit=off,pic=off,rtc=off"], "append": "", "cpus": 1},
+    # Deterministic time (-icount): booted twice, the serial output must be identical byte for byte.
+    "deterministic": {"args": ["-icount", "shift=0", "-smp", "2"], "append": "", "cpus": 2, "twice": True},
     # Through the real qboot firmware (Debian's qemu-system-data): the kernel comes through fw_cfg
     # DMA, its real-mode setup code runs on qboot's BIOS services; the e820 map is qboot's.
     "qboot": {"args": ["-bios", "qboot.rom"], "append": "", "cpus": 1,
@@ -125,6 +127,14 @@ def run_scenario(binary, name, sc, kernel, initrd, expect):
         check(text in out, f"the kernel log lacks {text!r}")
     for text in sc.get("reject", []):
         check(text not in out, f"the kernel log has {text!r}")
+    if sc.get("twice"):
+        p2 = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+        out2 = p2.stdout.decode(errors="replace").replace("\r", "")
+        if out2 != out:
+            a, b = out.splitlines(), out2.splitlines()
+            first = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
+            check(False, f"second deterministic run differs at line {first + 1}: "
+                         f"{a[first] if first < len(a) else '<end>'!r} vs {b[first] if first < len(b) else '<end>'!r}")
     bad = [l for l in out.splitlines() if BAD.search(l) and "ommand line:" not in l]
     check(not bad, "kernel log has: " + "; ".join(bad[:3]))
     boot_s = None
