@@ -258,7 +258,8 @@ def sc_bad_ring(m86, tmp, assets):
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "br.elf", "br.o"], check=True, cwd=tmp)
     disk = os.path.join(tmp, "br.img")
     with open(disk, "wb") as f:
-        f.write(b"M86-DISK-SECTOR0" + bytes(1024 * 1024 - 16))
+        # Sector 0: a signature, then `mov $0x22222222, %eax; ret` (the guest runs it after the read).
+        f.write(b"M86-DISK-SECTOR0" + bytes.fromhex("b822222222c3") + bytes(1024 * 1024 - 22))
     args = ["-kernel", "br.elf", "-nodefaults", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4",
             "-drive", "id=d,file=br.img,format=raw,if=none", "-device", "virtio-blk-device,drive=d"]
     for legacy in ("true", "false"):
@@ -273,7 +274,8 @@ def sc_bad_ring(m86, tmp, assets):
         want = ["virtio bad-ring test", f"magic={0x74726976:08x} device_id={2:08x}", f"version={version:08x}"]
         for case in ("loop", "outside", "head", "avail"):
             want += [f"{case}: status={st:08x}", f"after reset: status={0:08x}"]
-        want += [f"read: used_idx={1:08x} status={0:08x} data=M86-DISK-SECTOR0", "bye"]
+        want += [f"read: used_idx={1:08x} status={0:08x} data=M86-DISK-SECTOR0",
+                 f"code: before={0x11111111:08x} after={0x22222222:08x}", "bye"]
         got = [l for l in out.splitlines() if l]
         sc.check(rc == EXIT_OK, f"legacy={legacy}: exit status {rc}, expected {EXIT_OK} (the guest ran to its end)")
         for w, g in zip(want, got + [""] * len(want)):

@@ -12,7 +12,9 @@
  *   head      an available-ring entry naming descriptor 200 in an 8-entry table
  *   avail     an available index 100 entries ahead of the device (2.7.6: at most Queue Size)
  * then it resets the device (Status = 0), checks that Status reads 0, and finally reads sector 0
- * with a well-formed request and prints the request status byte and the first 16 bytes read.
+ * with a well-formed request and prints the request status byte and the first 16 bytes read. The
+ * read lands in a page holding code the CPU already ran; the code is run again afterwards and must
+ * be the disk's (a device's DMA write invalidates decoded code).
  * Every line is checked by tests/e2e/virtio.py (and compared with QEMU's output when installed).
  * Exit: isa-debug-exit at port 0xf4 with 0x21 (status 0x43) when it got to the end.
  *
@@ -144,7 +146,13 @@ _start:
         mov     $s_avail, %esi
         call    report
 
-        /* finally: a good request after the reset (read sector 0) */
+        /* finally: a good request after the reset (read sector 0) into a page that holds code
+           the CPU has run: the device's DMA write must replace it (the host put
+           `mov $0x22222222, %eax; ret` at byte 16 of sector 0) */
+        movl    $0x111111b8, DATA + 16      /* mov $0x11111111, %eax; ret */
+        movw    $0xc311, DATA + 20
+        call    DATA + 16
+        mov     %eax, code_before
         call    setup
         call    good_chain
         xor     %eax, %eax
@@ -170,6 +178,15 @@ _start:
 4:      lodsb
         call    putc
         loop    4b
+        call    newline
+        mov     $s_code, %esi
+        call    puts
+        mov     code_before, %eax
+        call    hex32
+        mov     $s_code2, %esi
+        call    puts
+        call    DATA + 16
+        call    hex32
         call    newline
         mov     $s_bye, %esi
         call    puts
@@ -344,12 +361,15 @@ s_after:   .asciz "after reset: status="
 s_read:    .asciz "read: used_idx="
 s_rstatus: .asciz " status="
 s_data:    .asciz " data="
+s_code:    .asciz "code: before="
+s_code2:   .asciz " after="
 s_bye:     .asciz "bye\n"
 s_fail:    .asciz "FAILED: unexpected device state\n"
         .align 4
 version:   .long 0
 avail:     .long 0
 used:      .long 0
+code_before: .long 0
         .bss
         .align 16
         .space 4096
