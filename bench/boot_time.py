@@ -2,8 +2,9 @@
 """Boot time to userspace: micro86 through qboot vs micro86's direct boot, and QEMU TCG (which
 always boots microvm through qboot) on the same command line when qemu-system-x86_64 is installed.
 
-Wall seconds from starting the emulator to the initramfs's M86-USERSPACE-READY marker (and to the
-emulator's exit after the guest reboots). Figures, not a pass/fail test.
+Wall seconds from starting the emulator to the initramfs's M86-USERSPACE-READY marker, and to the
+emulator's exit after the guest reboots; and the host CPU seconds (user + system) the emulator used
+in all, which depend less on other load on the machine. Figures, not a pass/fail test.
 
 usage: bench/boot_time.py [MICRO86_BINARY] [--runs N] [--smp N] [-m SIZE]
 Guest assets: M86_KERNEL and M86_INITRD from the environment, else scripts/guest-assets.sh.
@@ -11,6 +12,7 @@ Guest assets: M86_KERNEL and M86_INITRD from the environment, else scripts/guest
 import argparse
 import base64
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,8 +33,15 @@ def assets():
     return env["M86_KERNEL"], env["M86_INITRD"]
 
 
+def cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def boot(argv, timeout=900):
-    """(seconds to the marker, seconds to exit) for one boot; None where it never got there."""
+    """(seconds to the marker, seconds to exit, CPU seconds) for one boot; None where it never got
+    to the marker."""
+    c0 = cpu_seconds()
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     seen, buf, t_marker = False, b"", None
@@ -48,7 +57,7 @@ def boot(argv, timeout=900):
             p.kill()
             break
     p.wait()
-    return t_marker, time.monotonic() - t0
+    return t_marker, time.monotonic() - t0, cpu_seconds() - c0
 
 
 def main():
@@ -71,18 +80,21 @@ def main():
                                            *common]))
     results = {}
     print(f"kernel {kernel}\ninitrd {initrd}\n-m {a.m} -smp {a.smp}, {a.runs} run(s) each, median shown\n")
-    print(f"{'':18} {'to userspace':>13} {'to exit':>9}")
+    print(f"{'':18} {'to userspace':>13} {'to exit':>9} {'CPU':>9}")
+    cpu = {}
     for name, argv in configs:
-        marks, totals = [], []
+        marks, totals, cpus = [], [], []
         for _ in range(a.runs):
-            m, t = boot(argv)
+            m, t, c = boot(argv)
             if m is not None:
                 marks.append(m)
             totals.append(t)
+            cpus.append(c)
         med = statistics.median(marks) if marks else None
         results[name] = med
+        cpu[name] = statistics.median(cpus)
         shown = f"{med:12.2f}s" if med is not None else "     (never)"
-        print(f"{name:18} {shown} {statistics.median(totals):8.2f}s")
+        print(f"{name:18} {shown} {statistics.median(totals):8.2f}s {cpu[name]:8.2f}s")
         sys.stdout.flush()
     print()
     q, d = results.get("micro86 qboot"), results.get("micro86 direct")
@@ -93,6 +105,8 @@ def main():
         print(f"micro86 qboot / QEMU TCG:      {q / t:5.2f}x  (QEMU TCG is {q / t:.1f} times faster)")
     if d and t:
         print(f"micro86 direct / QEMU TCG:     {d / t:5.2f}x")
+    if "QEMU TCG qboot" in cpu and cpu["QEMU TCG qboot"] > 0:
+        print(f"CPU seconds, micro86 qboot / QEMU TCG: {cpu['micro86 qboot'] / cpu['QEMU TCG qboot']:5.2f}x")
     if not qemu:
         print("(qemu-system-x86_64 not installed: no QEMU figure)")
     return 0
