@@ -16,10 +16,16 @@ Scenarios (all by default):
             The readonly=on disk refuses writes and is unchanged. /dev/hwrng yields data.
   net       -netdev user with a hostfwd rule: DHCP from slirp, an HTTP fetch from a server on the
             host's loopback (10.0.2.2 in the guest), and a host connection to a server in the guest.
+  rng       virtio-rng with -icount: a seeded generator (two runs print identical output); in
+            realtime mode the host's entropy (different bytes).
+  console   hvc0 on a terminal (a pty): typed input reaches the guest's shell, Ctrl-A x quits
+            micro86 with status 0 and the terminal's modes are restored.
   doc1      QEMU's first microvm example command line (docs/system/i386/microvm.rst), binary name
-            changed, -netdev tap replaced by -netdev user, root=/dev/vda on an ext4 test.img made
-            here: its /sbin/init checks the disk and the network, writes a file, syncs; micro86 is
-            then killed (SIGKILL) and the write must be in the image.
+            changed, root=/dev/vda on an ext4 test.img made here: its /sbin/init checks the disk
+            and the network, writes a file, syncs; micro86 is then killed (SIGKILL) and the write
+            must be in the image. -netdev tap stays where micro86 may create a tap interface (the
+            test gives the host side an address; the guest a static one); elsewhere it is replaced
+            by -netdev user (DHCP from slirp).
   doc2      QEMU's second example (all legacy devices off, console=hvc0 through -chardev stdio +
             virtconsole): the same checks, every line reaching stdout through hvc0.
 
@@ -27,7 +33,8 @@ Each scenario prints ok/FAIL lines; the last line is `e2e-virtio: N passed, M fa
 
 usage: virtio.py MICRO86_BINARY [SCENARIO...]
 Guest assets: M86_VIRTIO_KERNEL (else scripts/guest-kernel.sh, which builds it once) and
-M86_INITRD (else scripts/guest-assets.sh).
+M86_INITRD (else scripts/guest-assets.sh). M86_VIRTIO_NO_TAP=1 runs the doc examples with
+-netdev user even where a tap interface could be created.
 """
 import base64
 import contextlib
@@ -172,8 +179,9 @@ def free_port():
 
 
 @contextlib.contextmanager
-def http_server(directory):
-    """An HTTP server on the host's loopback (the guest reaches it as 10.0.2.2)."""
+def http_server(directory, host="127.0.0.1", port=0):
+    """An HTTP server on the host's loopback (the guest reaches it as 10.0.2.2 through slirp), or on
+    a tap interface's address."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
@@ -182,7 +190,7 @@ def http_server(directory):
         def log_message(self, *a):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = http.server.ThreadingHTTPServer((host, port), Handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -436,7 +444,16 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -o remount,rw / && echo ROOT-RW
 echo HELLO=$(cat /hello.txt)
 echo "written by the guest $(cat /token)" > /new.txt
-""" + DHCP + r"""echo PAGE=$(wget -q -O - http://10.0.2.2:$(cat /port)/page.txt)
+if [ -f /static ]; then
+  # -netdev tap: a static address on the tap's subnet; wait until the host answers.
+  read ip host < /static
+  ifconfig lo up; ifconfig eth0 $ip netmask 255.255.255.0 up
+  i=0; while [ $i -lt 60 ] && ! ping -c 1 -W 1 $host >/dev/null 2>&1; do i=$((i+1)); done
+  echo IP=$(ifconfig eth0 | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
+else
+""" + DHCP + r"""  host=10.0.2.2
+fi
+echo PAGE=$(wget -q -O - http://$host:$(cat /port)/page.txt)
 echo CONSOLE=$(cat /sys/class/tty/console/active)
 sync
 echo M86-DOC-DONE
@@ -444,11 +461,32 @@ poweroff -f
 """
 
 
+def tap_permitted(m86, tmp):
+    """Whether micro86 may create a tap interface here (None) or why not (a string)."""
+    if os.environ.get("M86_VIRTIO_NO_TAP"):
+        return "M86_VIRTIO_NO_TAP is set"
+    if not shutil.which("ip"):
+        return "no 'ip' command (iproute2) to configure the host side"
+    rc, out, err = run_to_end([m86, "-kernel", os.path.join(tmp, "no-such-kernel"), "-nodefaults",
+                               "-netdev", "tap,id=t0,script=no,downscript=no"], 20)
+    return err.strip() if "-netdev tap" in err else None
+
+
+def links():
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {l.split(":")[1].strip().split("@")[0] for l in out.splitlines() if ":" in l}
+
+
 def doc_example(m86, tmp, assets, which):
-    """QEMU's microvm documentation examples, binary name changed, -netdev tap -> -netdev user."""
+    """QEMU's microvm documentation examples with the binary's name changed; -netdev tap is kept
+    where micro86 may create a tap interface (the test configures the host side), else replaced by
+    -netdev user."""
     sc = Scenario(f"doc{which}")
     kernel, initrd = assets
     token = hashlib.sha256(f"{time.time()}doc".encode()).hexdigest()[:16]
+    why_not_tap = tap_permitted(m86, tmp)
+    tap = why_not_tap is None
+    subnet = f"10.254.{20 + os.getpid() % 200}"
     tree = os.path.join(tmp, f"root{which}")
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(tree)
@@ -457,57 +495,80 @@ def doc_example(m86, tmp, assets, which):
         subprocess.run("gzip -dc | cpio -idm --quiet", shell=True, stdin=f, cwd=tree, check=True)
     os.remove(os.path.join(tree, "init"))
     os.makedirs(os.path.join(tree, "sbin"), exist_ok=True)
-    with open(os.path.join(tree, "sbin", "init"), "w") as f:
-        f.write(ROOT_INIT)
+    files = {"sbin/init": ROOT_INIT, "hello.txt": f"hello {token}\n", "token": token + "\n"}
+    port = free_port()
+    files["port"] = f"{port}\n"
+    if tap:
+        files["static"] = f"{subnet}.2 {subnet}.1\n"
+    for name, text in files.items():
+        with open(os.path.join(tree, name), "w") as f:
+            f.write(text)
     os.chmod(os.path.join(tree, "sbin", "init"), 0o755)
-    with open(os.path.join(tree, "hello.txt"), "w") as f:
-        f.write(f"hello {token}\n")
-    with open(os.path.join(tree, "token"), "w") as f:
-        f.write(token + "\n")
     www = os.path.join(tmp, "www")
     os.makedirs(www, exist_ok=True)
     with open(os.path.join(www, "page.txt"), "w") as f:
         f.write(f"page {token}\n")
-    with http_server(www) as port:
-        with open(os.path.join(tree, "port"), "w") as f:
-            f.write(f"{port}\n")
-        img = os.path.join(tmp, "test.img")
-        mkfs(img, tree, "64M")
-        if which == 1:
-            argv = [m86, "-M", "microvm",
-                    "-enable-kvm", "-cpu", "host", "-m", "512m", "-smp", "2",
-                    "-kernel", kernel, "-append", "earlyprintk=ttyS0 console=ttyS0 root=/dev/vda",
-                    "-nodefaults", "-no-user-config", "-nographic",
-                    "-serial", "stdio",
-                    "-drive", "id=test,file=test.img,format=raw,if=none",
-                    "-device", "virtio-blk-device,drive=test",
-                    "-netdev", "user,id=tap0",
-                    "-device", "virtio-net-device,netdev=tap0"]
-        else:
-            argv = [m86,
-                    "-M", "microvm,x-option-roms=off,pit=off,pic=off,isa-serial=off,rtc=off",
-                    "-enable-kvm", "-cpu", "host", "-m", "512m", "-smp", "2",
-                    "-kernel", kernel, "-append", "console=hvc0 root=/dev/vda",
-                    "-nodefaults", "-no-user-config", "-nographic",
-                    "-chardev", "stdio,id=virtiocon0",
-                    "-device", "virtio-serial-device",
-                    "-device", "virtconsole,chardev=virtiocon0",
-                    "-drive", "id=test,file=test.img,format=raw,if=none",
-                    "-device", "virtio-blk-device,drive=test",
-                    "-netdev", "user,id=tap0",
-                    "-device", "virtio-net-device,netdev=tap0"]
-        r = Run(argv, cwd=tmp)
-        done = r.wait_for("M86-DOC-DONE", 300)
-        time.sleep(0.5)
-        r.kill()  # the guest synced before the marker: its writes must survive a SIGKILL
-        r.wait_exit(10)
+    img = os.path.join(tmp, "test.img")
+    mkfs(img, tree, "64M")
+    netdev = "tap,id=tap0,script=no,downscript=no" if tap else "user,id=tap0"
+    if which == 1:
+        argv = [m86, "-M", "microvm",
+                "-enable-kvm", "-cpu", "host", "-m", "512m", "-smp", "2",
+                "-kernel", kernel, "-append", "earlyprintk=ttyS0 console=ttyS0 root=/dev/vda",
+                "-nodefaults", "-no-user-config", "-nographic",
+                "-serial", "stdio",
+                "-drive", "id=test,file=test.img,format=raw,if=none",
+                "-device", "virtio-blk-device,drive=test",
+                "-netdev", netdev,
+                "-device", "virtio-net-device,netdev=tap0"]
+    else:
+        argv = [m86,
+                "-M", "microvm,x-option-roms=off,pit=off,pic=off,isa-serial=off,rtc=off",
+                "-enable-kvm", "-cpu", "host", "-m", "512m", "-smp", "2",
+                "-kernel", kernel, "-append", "console=hvc0 root=/dev/vda",
+                "-nodefaults", "-no-user-config", "-nographic",
+                "-chardev", "stdio,id=virtiocon0",
+                "-device", "virtio-serial-device",
+                "-device", "virtconsole,chardev=virtiocon0",
+                "-drive", "id=test,file=test.img,format=raw,if=none",
+                "-device", "virtio-blk-device,drive=test",
+                "-netdev", netdev,
+                "-device", "virtio-net-device,netdev=tap0"]
+    before = links() if tap else set()
+    r = Run(argv, cwd=tmp)
+    host = "127.0.0.1"
+    if tap:
+        # The kernel names the interface (tapN): find it and give the host side its address.
+        new, end = set(), time.monotonic() + 20
+        while not new and time.monotonic() < end and r.p.poll() is None:
+            time.sleep(0.1)
+            new = {n for n in links() - before if n.startswith("tap")}
+        if sc.check(len(new) == 1, f"no new tap interface appeared (saw {sorted(new)})"):
+            ifname = new.pop()
+            subprocess.run(["ip", "addr", "add", f"{subnet}.1/24", "dev", ifname], check=True)
+            subprocess.run(["ip", "link", "set", ifname, "up"], check=True)
+            host = f"{subnet}.1"
+            sc.notes.append(f"-netdev tap ({ifname})")
+    else:
+        sc.notes.append(f"-netdev user: {why_not_tap[:70]}")
+    try:
+        with http_server(www, host, port):
+            done = r.wait_for("M86-DOC-DONE", 300)
+            time.sleep(0.5)
+    except OSError as e:
+        done = sc.check(False, f"cannot serve HTTP on {host}:{port}: {e}")
+    r.kill()  # the guest synced before the marker: its writes must survive a SIGKILL
+    r.wait_exit(10)
     out = sc.out = r.out
     sc.err = r.stderr
     sc.check(done, "the root file system's init did not finish")
     sc.check("ROOT-RW" in out, "remounting /dev/vda read-write failed")
     sc.check(f"HELLO=hello {token}" in out, "the guest did not read the host's file on the root disk")
-    sc.check("DHCP=0" in out and "IP=10.0.2.15" in out, "no DHCP lease from slirp")
-    sc.check(f"PAGE=page {token}" in out, "the guest did not fetch the page from the host")
+    if tap:
+        sc.check(f"IP={subnet}.2" in out, "the guest's static address on the tap network is not set")
+    else:
+        sc.check("DHCP=0" in out and "IP=10.0.2.15" in out, "no DHCP lease from slirp")
+    sc.check(f"PAGE=page {token}" in out, f"the guest did not fetch the page from the host ({host})")
     console = "ttyS0" if which == 1 else "hvc0"
     sc.check(f"CONSOLE={console}" in out, f"the guest's console is not {console}")
     sc.check(debugfs_cat(img, "/new.txt") == f"written by the guest {token}\n".encode(),
@@ -517,11 +578,82 @@ def doc_example(m86, tmp, assets, which):
     return sc
 
 
+def sc_console(m86, tmp, assets):
+    """hvc0 as an interactive console on a terminal: input reaches the guest shell, Ctrl-A x quits
+    micro86, and the terminal's modes are restored."""
+    import pty
+    import termios
+    sc = Scenario("console")
+    kernel, initrd = assets
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    argv = [m86, "-M", "microvm,isa-serial=off", "-m", "256M", "-nodefaults", "-kernel", kernel, "-initrd", initrd,
+            "-append", "console=hvc0 quiet", "-chardev", "stdio,id=con", "-device", "virtio-serial-device",
+            "-device", "virtconsole,chardev=con"]
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    buf = bytearray()
+
+    def read_until(pattern, timeout):
+        end = time.monotonic() + timeout
+        while not re.search(pattern, buf) and time.monotonic() < end:
+            import select
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    buf.extend(os.read(master, 65536))
+                except OSError:
+                    break
+        return re.search(pattern, buf) is not None
+
+    ready = read_until(rb"M86-USERSPACE-READY", 120)
+    sc.check(ready, "no userspace marker on hvc0")
+    if ready:
+        time.sleep(1)
+        os.write(master, b"echo $((6*7))-TYPED\n")
+        sc.check(read_until(rb"42-TYPED", 30), "what was typed on the terminal did not reach the guest's shell on hvc0")
+        os.write(master, b"\x01x")  # Ctrl-A x
+    try:
+        rc = p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = "timeout"
+    sc.check(rc == 0, f"Ctrl-A x: micro86 exit status {rc}, expected 0")
+    after = termios.tcgetattr(master)
+    sc.check(after[3] == before[3] and after[0] == before[0], "the terminal modes were not restored")
+    os.close(master)
+    sc.out = buf.decode(errors="replace").replace("\r", "")
+    sc.err = p.stderr.read().decode(errors="replace")
+    return sc
+
+
+def sc_rng(m86, tmp, assets):
+    """virtio-rng in deterministic mode (-icount): a seeded generator, so two runs print the same
+    bytes (the whole serial output is identical); in realtime mode the bytes come from the host."""
+    sc = Scenario("rng")
+    kernel, initrd = assets
+    script = "echo HWRNG=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \\n')\n"
+    argv = [m86, *boot_args(kernel, initrd, script), "-device", "virtio-rng-device"]
+    runs = [run_to_end(argv + ["-icount", "shift=0"], 300) for _ in range(2)] + [run_to_end(argv, 300)]
+    vals = []
+    for rc, out, err in runs:
+        sc.out += out
+        sc.err += err
+        m = re.search(r"HWRNG=([0-9a-f]*)", out)
+        vals.append(m.group(1) if m else "")
+        sc.check(rc == 0, f"micro86 exit status {rc}")
+    sc.check(all(len(v) == 64 and int(v, 16) != 0 for v in vals), f"/dev/hwrng gave {vals}, expected 32 bytes each")
+    sc.check(runs[0][1] == runs[1][1], "two -icount runs printed different output")
+    sc.check(vals[2] != vals[0], "realtime mode gave the deterministic mode's bytes")
+    return sc
+
+
 SCENARIOS = {
     "options": (sc_options, False),
     "bad-ring": (sc_bad_ring, False),
     "blk": (sc_blk, True),
     "net": (sc_net, True),
+    "rng": (sc_rng, True),
+    "console": (sc_console, True),
     "doc1": (lambda m, t, a: doc_example(m, t, a, 1), True),
     "doc2": (lambda m, t, a: doc_example(m, t, a, 2), True),
 }
