@@ -115,8 +115,17 @@ void Cpu::update_mode() {
         } else {
             seg_lo[i] = 0, seg_hi[i] = r.limit;
         }
+        seg_wlo[i] = seg_lo[i], seg_whi[i] = seg_hi[i];
+        // Type checks on data accesses (SDM Vol. 3, 5.5 and 5.6): in protected mode a code segment
+        // or a read-only data segment cannot be written, an execute-only code segment not read.
+        if (pm && (r.attr & SegReg::kS)) {
+            bool code = r.attr & 0x8, rw = r.attr & 0x2;
+            if (code || !rw) seg_wlo[i] = 1, seg_whi[i] = 0;
+            if (code && !rw) seg_lo[i] = 1, seg_hi[i] = 0;
+        }
     }
     seg_lo[kSegFlat] = 0, seg_hi[kSegFlat] = ~0ull;
+    seg_wlo[kSegFlat] = 0, seg_whi[kSegFlat] = ~0ull;
 }
 
 void Cpu::raise_seg_fault(uint8_t seg) { raise_fault(seg == SS ? kSS : kGP, 0); }

@@ -183,7 +183,16 @@ public:
     // seg_lo[seg] <= off <= seg_hi[seg] (an unusable segment has lo > hi). Index kSegFlat = flat.
     // Recomputed by update_mode(); unused in 64-bit mode.
     uint64_t seg_lo[8] = {}, seg_hi[8] = {};
+    // The same for writes (lin_of_w): empty for read-only data and code segments in protected mode
+    // (SDM Vol. 3, 5.5); seg_lo/seg_hi is empty for execute-only code segments.
+    uint64_t seg_wlo[8] = {}, seg_whi[8] = {};
     [[noreturn]] void raise_seg_fault(uint8_t seg);
+    // Implicit stack accesses in 64-bit mode: #SS(0) if [lin, lin+size) is not canonical (SDM
+    // Vol. 3, 6.15 "Interrupt 12"); called from the memory slow paths only (exceptions.cpp).
+    void stack_canonical(uint64_t lin, unsigned size);
+    // The fault for a non-canonical data address (the page walk): #SS(0) when the current
+    // instruction's memory operand is SS-relative and holds that address, else #GP(0).
+    [[noreturn]] void raise_noncanonical(uint64_t lin);
 
     // Recompute the decode mode and TLB context after CS, CR0, EFER changes.
     void update_mode();

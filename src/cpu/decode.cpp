@@ -187,6 +187,8 @@ bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out) {
                 out.kind[n] = kOpMem;
                 have_mem = true;
                 out.seg = seg_of(zi, op.mem.segment, mode);
+                if (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) out.info |= info::kMemWrite;
+                if (op.mem.segment == ZYDIS_REGISTER_SS) out.info |= info::kSsMem;
                 out.base = op.mem.base == ZYDIS_REGISTER_NONE ? kNoReg
                            : (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP)
                                ? kRipReg

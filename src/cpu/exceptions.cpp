@@ -17,6 +17,7 @@
 
 #include <algorithm>
 
+#include "cpu/decode.h"
 #include "cpu/sys.h"
 
 namespace m86::cpu {
@@ -287,6 +288,51 @@ void Cpu::deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t r
     s.rflags &= ~(fl::TF | fl::NT | fl::RF | fl::VM);
     if (!trap_gate) s.rflags &= ~fl::IF;
     update_mode();
+}
+
+// ---- stack-segment faults for non-canonical addresses (SDM Vol. 3, 6.15 "Interrupt 12") ----------
+
+namespace {
+bool canonical_addr(const CpuState& s, uint64_t a) {
+    unsigned sh = (s.cr4 & cr4::LA57) ? 7 : 16;
+    return uint64_t(int64_t(a << sh) >> sh) == a;
+}
+}  // namespace
+
+// An implicit stack access (PUSH/POP/CALL/RET/ENTER/LEAVE...) with a non-canonical address in
+// 64-bit mode raises #SS(0). Only the memory slow paths call this (a non-canonical address never
+// hits the TLB), so the fast path is unchanged. Outside 64-bit mode addresses are 32-bit: canonical.
+void Cpu::stack_canonical(uint64_t lin, unsigned size) {
+    if (mode_ != Mode::Long64) return;
+    if (!canonical_addr(s, lin) || !canonical_addr(s, lin + size - 1)) raise_fault(kSS, 0);
+}
+
+// The page walk found a non-canonical data address. It is #SS(0) if the access came through a
+// memory operand that references SS (base RSP/RBP or an SS override), else #GP(0) (SDM Vol. 3,
+// 6.15 "Interrupt 12" and "Interrupt 13"). Which operand it was is not known on the memory path, so
+// the current instruction is decoded again here (a fault path: cost does not matter).
+void Cpu::raise_noncanonical(uint64_t lin) {
+    uint8_t vec = kGP;
+    if (mode_ == Mode::Long64 && delivering_ < 0 && !implicit_access && canonical_addr(s, s.rip)) {
+        uint8_t buf[15];
+        uint64_t page;
+        const uint8_t* p = fetch_ptr(s.rip, &page);  // the instruction was just fetched from here
+        size_t in_page = kPageSize - (s.rip & ~kPageMask), first = std::min<size_t>(in_page, 15);
+        std::memcpy(buf, p + (s.rip & ~kPageMask), first);
+        size_t avail = first;
+        uint64_t next = (s.rip & kPageMask) + kPageSize;
+        if (first < 15 && canonical_addr(s, next)) {
+            const uint8_t* p2 = fetch_ptr(next, &page);
+            std::memcpy(buf + first, p2, 15 - first);
+            avail = 15;
+        }
+        Insn insn;
+        if (decode_one(buf, avail, mode_, insn) && (insn.info & info::kSsMem)) {
+            uint64_t op = ea(*this, insn);  // registers are still those at the instruction's start
+            if (lin - op < kPageSize || op - lin < kPageSize) vec = kSS;
+        }
+    }
+    raise_fault(vec, 0);
 }
 
 }  // namespace m86::cpu

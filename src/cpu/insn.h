@@ -39,6 +39,10 @@ constexpr uint8_t kRep = 1, kRepne = 2, kLock = 4, kOpsize = 8, kAdsize = 16, kR
 // Insn::info bits: facts the run loop and the code cache need.
 namespace info {
 constexpr uint8_t kEndsBlock = 1;  // control transfer or state change: the block ends here
+constexpr uint8_t kMemWrite = 2;   // the memory operand is written (or read and written): outside
+                                   // 64-bit mode lin() checks it against the segment's write range
+constexpr uint8_t kSsMem = 4;      // the memory operand is SS-relative (also in 64-bit mode, where
+                                   // a non-canonical address then raises #SS(0), not #GP(0))
 }
 
 struct Insn {

@@ -14,22 +14,26 @@
 
 namespace m86::cpu {
 
-template <class T> inline T read(Cpu& c, uint64_t lin) {
+// Stack = an implicit stack access (ops/stack.h): a non-canonical address raises #SS(0), not #GP(0).
+// Non-canonical addresses never hit the TLB, so that check lives on the slow path only.
+template <class T, bool Stack = false> inline T read(Cpu& c, uint64_t lin) {
     const TlbEntry& e = c.tlb_r[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
     T v;
     if (e.tag == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
         std::memcpy(&v, reinterpret_cast<const void*>(lin + e.addend), sizeof(T));
     } else {
+        if constexpr (Stack) c.stack_canonical(lin, sizeof(T));
         c.read_slow(lin, &v, sizeof(T));
     }
     return v;
 }
 
-template <class T> inline void write(Cpu& c, uint64_t lin, T v) {
+template <class T, bool Stack = false> inline void write(Cpu& c, uint64_t lin, T v) {
     const TlbEntry& e = c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)];
     if (e.tag == (lin & kPageMask) && (lin & ~kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
         std::memcpy(reinterpret_cast<void*>(lin + e.addend), &v, sizeof(T));
     } else {
+        if constexpr (Stack) c.stack_canonical(lin, sizeof(T));
         c.write_slow(lin, &v, sizeof(T));
     }
 }
@@ -74,8 +78,24 @@ inline uint64_t lin_of(const Cpu& c, uint8_t seg, uint64_t off) {
         const_cast<Cpu&>(c).raise_seg_fault(seg);
     return uint32_t(seg_base(c, seg) + off);
 }
+// The same for a write: outside 64-bit mode the offset is checked against the segment's write
+// range, which is empty for code and read-only data segments (SDM Vol. 3, 5.5).
+inline uint64_t lin_of_w(const Cpu& c, uint8_t seg, uint64_t off) {
+    if (c.mode() == Mode::Long64) [[likely]]
+        return seg_base(c, seg) + off;
+    if (off < c.seg_wlo[seg] || off > c.seg_whi[seg]) [[unlikely]]
+        const_cast<Cpu&>(c).raise_seg_fault(seg);
+    return uint32_t(seg_base(c, seg) + off);
+}
+// Linear address of offset `off` in the memory operand's segment, checked for the operand's access
+// (written or only read: Insn::info kMemWrite) outside 64-bit mode.
+inline uint64_t lin_op(const Cpu& c, const Insn& i, uint64_t off) {
+    if (c.mode() == Mode::Long64) [[likely]]
+        return seg_base(c, i.seg) + off;
+    return (i.info & info::kMemWrite) ? lin_of_w(c, i.seg, off) : lin_of(c, i.seg, off);
+}
 // Linear address of the memory operand.
-inline uint64_t lin(const Cpu& c, const Insn& i) { return lin_of(c, i.seg, ea(c, i)); }
+inline uint64_t lin(const Cpu& c, const Insn& i) { return lin_op(c, i, ea(c, i)); }
 
 // Operand i with its kind known at compile time (handlers specialised per operand form).
 template <int W, uint8_t K> inline U<W> get(Cpu& c, const Insn& i, int n) {

@@ -132,7 +132,7 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
             level = 2;
         } else {
             bool la57 = s.cr4 & cr4::LA57;
-            if (!canonical(lin, la57)) raise_fault(kGP, 0);
+            if (!canonical(lin, la57)) raise_noncanonical(lin);
             table = s.cr3 & kAddrMask;
             level = la57 ? 5 : 4;
         }

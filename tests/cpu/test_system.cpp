@@ -364,3 +364,125 @@ TEST_CASE("system: --bits 16 and --bits 32 entry states") {
     CHECK(env.cpu().mode() == Mode::Prot32);
     CHECK(env.cpu().s.gpr[RSP] == machine::SnippetEnv::kStackTop - 4);
 }
+
+// ---- segment type checks on data accesses (SDM Vol. 3, 5.5 and 5.6; MOV/STOS/MOVS/PUSH pages) ----
+
+namespace {
+// Flat 32-bit protected mode (SnippetEnv::set_bits(32)) running `code`, with `setup` applied to
+// the CPU state after loading (segment attributes...); update_mode() recomputes the checks.
+StopReason run32(machine::SnippetEnv& env, std::initializer_list<uint8_t> code,
+                 const std::function<void(Cpu&)>& setup) {
+    env.set_bits(32);
+    env.load_code(std::vector<uint8_t>(code));
+    setup(env.cpu());
+    env.cpu().update_mode();
+    return env.run(100);
+}
+void set_type(Cpu& c, unsigned seg, unsigned type) { c.s.seg[seg].attr = (c.s.seg[seg].attr & ~0xfu) | type; }
+}  // namespace
+
+TEST_CASE("system: segment types: writes through read-only data and code segments raise #GP(0)") {
+    machine::SnippetEnv env;
+    // mov eax, 0x200000; mov ecx, [eax] (a read is fine); mov [eax], ecx; hlt
+    REQUIRE(run32(env, {0xb8, 0, 0, 0x20, 0, 0x8b, 0x08, 0x89, 0x08, 0xf4},
+                  [](Cpu& c) { set_type(c, DS, 0x1); }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kGP);
+    CHECK(env.cpu().last_fault.error_code == 0);
+    CHECK(env.cpu().s.rip == kCode + 7);
+    // The same code with a writable DS (type 3) runs to HLT.
+    REQUIRE(run32(env, {0xb8, 0, 0, 0x20, 0, 0x8b, 0x08, 0x89, 0x08, 0xf4},
+                  [](Cpu& c) { set_type(c, DS, 0x3); }) == StopReason::Halt);
+    // Read-modify-write: add [eax], ecx through a read-only DS.
+    REQUIRE(run32(env, {0xb8, 0, 0, 0x20, 0, 0x01, 0x08, 0xf4},
+                  [](Cpu& c) { set_type(c, DS, 0x1); }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kGP);
+    CHECK(env.cpu().s.rip == kCode + 5);
+    // A write with a CS override (CS is a code segment, never writable in protected mode).
+    REQUIRE(run32(env, {0xb8, 0, 0, 0x20, 0, 0x2e, 0x8b, 0x08, 0x2e, 0x89, 0x08, 0xf4}, [](Cpu&) {}) ==
+            StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kGP);
+    CHECK(env.cpu().s.rip == kCode + 8);
+    // STOSD and MOVSD write through ES: read-only ES faults (and EDI is unchanged); DS may be read-only.
+    REQUIRE(run32(env, {0xbf, 0, 0, 0x20, 0, 0xbe, 0, 0x10, 0x20, 0, 0xa5, 0xab, 0xf4},
+                  [](Cpu& c) { set_type(c, DS, 0x1); }) == StopReason::Halt);
+    REQUIRE(run32(env, {0xbf, 0, 0, 0x20, 0, 0xbe, 0, 0x10, 0x20, 0, 0xa5, 0xf4},
+                  [](Cpu& c) { set_type(c, ES, 0x1); }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kGP);
+    CHECK(env.cpu().s.rip == kCode + 10);
+    CHECK(env.cpu().s.gpr[RDI] == 0x200000);
+    // rep stosd (the bulk path) with ECX = 64.
+    REQUIRE(run32(env, {0xbf, 0, 0, 0x20, 0, 0xb9, 64, 0, 0, 0, 0xf3, 0xab, 0xf4},
+                  [](Cpu& c) { set_type(c, ES, 0x1); }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kGP);
+    CHECK(env.cpu().s.gpr[RCX] == 64);
+    CHECK(env.cpu().s.gpr[RDI] == 0x200000);
+}
+
+TEST_CASE("system: segment types: reads through an execute-only code segment raise #GP(0)") {
+    machine::SnippetEnv env;
+    // mov eax, 0x200000; mov ecx, cs:[eax]; hlt. Execute/read CS (type 0xB) reads fine.
+    REQUIRE(run32(env, {0xb8, 0, 0, 0x20, 0, 0x2e, 0x8b, 0x08, 0xf4}, [](Cpu& c) { set_type(c, CS, 0xb); }) ==
+            StopReason::Halt);
+    REQUIRE(run32(env, {0xb8, 0, 0, 0x20, 0, 0x2e, 0x8b, 0x08, 0xf4}, [](Cpu& c) { set_type(c, CS, 0x9); }) ==
+            StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kGP);
+    CHECK(env.cpu().last_fault.error_code == 0);
+    CHECK(env.cpu().s.rip == kCode + 5);
+    // Real mode has no type checks: a CS-override write is fine (SDM Vol. 3, 20.1).
+    env.set_bits(16);
+    env.load_code({0x2e, 0x89, 0x07, 0xf4});  // mov cs:[bx], ax; hlt
+    REQUIRE(env.run(10) == StopReason::Halt);
+}
+
+TEST_CASE("system: stack accesses beyond the SS limit raise #SS(0) outside 64-bit mode") {
+    machine::SnippetEnv env;
+    // Expand-up SS with limit 0x3FFFF and ESP = 0x400000: push eax faults, ESP unchanged.
+    REQUIRE(run32(env, {0x50, 0xf4}, [](Cpu& c) { c.s.seg[SS].limit = 0x3ffff; }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kSS);
+    CHECK(env.cpu().last_fault.error_code == 0);
+    CHECK(env.cpu().s.gpr[RSP] == machine::SnippetEnv::kStackTop);
+    // Expand-down SS (type 7) with limit 0x3FFFF7: valid offsets 0x3FFFF8 and up. Two pushes fit, the
+    // third faults (SDM Vol. 3, 3.4.5.1).
+    REQUIRE(run32(env, {0x50, 0x50, 0x50, 0xf4}, [](Cpu& c) {
+                set_type(c, SS, 0x7);
+                c.s.seg[SS].limit = 0x3ffff7;
+            }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kSS);
+    CHECK(env.cpu().s.rip == kCode + 2);
+    CHECK(env.cpu().s.gpr[RSP] == machine::SnippetEnv::kStackTop - 8);
+    // pop eax with ESP at the limit: the 4-byte read crosses it.
+    REQUIRE(run32(env, {0x58, 0xf4}, [](Cpu& c) {
+                c.s.seg[SS].limit = 0x3ffffe;
+                c.s.gpr[RSP] = 0x3ffffc;
+            }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kSS);
+    // An SS-relative memory operand (base EBP) beyond the limit: #SS(0) too.
+    REQUIRE(run32(env, {0xbd, 0, 0, 0x50, 0, 0x8b, 0x45, 0x00, 0xf4},
+                  [](Cpu& c) { c.s.seg[SS].limit = 0x3fffff; }) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kSS);
+}
+
+TEST_CASE("system: a non-canonical stack address raises #SS(0) in 64-bit mode") {
+    const uint64_t bad = 0x0000800000000010ull;
+    auto run = [&](const std::function<void(Xbyak::CodeGenerator&)>& body, uint8_t vector) {
+        machine::SnippetEnv env;
+        env.load_code(assemble([&](Xbyak::CodeGenerator& g) {
+            g.mov(rbx, bad);
+            body(g);
+            g.hlt();
+        }));
+        REQUIRE(env.run(100) == StopReason::Exception);
+        CHECK(env.cpu().last_fault.vector == vector);
+        CHECK(env.cpu().last_fault.error_code == 0);
+        CHECK(env.cpu().s.rip == kCode + 10 + (vector == kSS ? 3 : 0));  // mov rbx, imm64; mov rsp/rbp, rbx
+    };
+    SUBCASE("push") { run([](Xbyak::CodeGenerator& g) { g.mov(rsp, rbx); g.push(rax); }, kSS); }
+    SUBCASE("pop") { run([](Xbyak::CodeGenerator& g) { g.mov(rsp, rbx); g.pop(rax); }, kSS); }
+    SUBCASE("call") { run([](Xbyak::CodeGenerator& g) { g.mov(rsp, rbx); g.call(rax); }, kSS); }
+    SUBCASE("ret") { run([](Xbyak::CodeGenerator& g) { g.mov(rsp, rbx); g.ret(); }, kSS); }
+    SUBCASE("leave") { run([](Xbyak::CodeGenerator& g) { g.mov(rbp, rbx); g.leave(); }, kSS); }
+    SUBCASE("mov [rsp]") { run([](Xbyak::CodeGenerator& g) { g.mov(rsp, rbx); g.mov(rax, qword[rsp + 8]); }, kSS); }
+    SUBCASE("mov [rbp]") { run([](Xbyak::CodeGenerator& g) { g.mov(rbp, rbx); g.mov(qword[rbp], rax); }, kSS); }
+    SUBCASE("add [rbp]") { run([](Xbyak::CodeGenerator& g) { g.mov(rbp, rbx); g.add(qword[rbp], rax); }, kSS); }
+    SUBCASE("DS-relative stays #GP") { run([](Xbyak::CodeGenerator& g) { g.mov(rax, qword[rbx]); }, kGP); }
+}

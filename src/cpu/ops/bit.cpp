@@ -61,7 +61,7 @@ template <int W, class Op, uint8_t DK, uint8_t OK> void bt(Cpu& c, const Insn& i
             uint64_t e = ea(c, i) + uint64_t((int64_t(S<W>(off)) >> kLog2Bits<W>) * W);
             if (i.asz == 4) e = uint32_t(e);
             else if (i.asz == 2) e = uint16_t(e);
-            la = lin_of(c, i.seg, e);
+            la = lin_op(c, i, e);  // BTS/BTR/BTC: write range
         }
         if constexpr (Op::kWrites) {
             rmw<U<W>>(c, la, [&](U<W> a) {

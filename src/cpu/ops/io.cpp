@@ -53,7 +53,7 @@ template <int W> void ins(Cpu& c, const Insn& i) {
     for (;;) {
         if (rep && (c.s.gpr[RCX] & m) == 0) break;
         uint64_t di = c.s.gpr[RDI] & m;
-        uint64_t a = lin_of(c, seg, di);
+        uint64_t a = lin_of_w(c, seg, di);
         c.probe_write(a, W);
         write<U<W>>(c, a, U<W>(c.bus.io_read(port, W)));
         set_index(c, RDI, di + step, i.asz);

@@ -280,7 +280,7 @@ template <uint8_t K> void maskmov(Cpu& c, const Insn& i) {
         uint64_t di = c.s.gpr[RDI];
         if (i.asz == 4) di = uint32_t(di);
         else if (i.asz == 2) di = uint16_t(di);
-        uint64_t a = lin_of(c, i.seg, di);
+        uint64_t a = lin_of_w(c, i.seg, di);
         c.probe_write(a, N);
         for (int k = first; k <= last; k++)
             if (m.b[k] & 0x80) write<uint8_t>(c, a + unsigned(k), v.b[k]);

@@ -19,6 +19,8 @@ using stack::lin_at;
 using stack::peek;
 using stack::push;
 using stack::set_sp;
+using stack::sread;
+using stack::swrite;
 using stack::sp;
 using stack::sp_mask;
 
@@ -45,7 +47,7 @@ template <int W, bool L64> void pop_m(Cpu& c, const Insn& i) {
         if (i.asz == 4) off = uint32_t(off);
         if (i.asz == 2) off = uint16_t(off);
     }
-    write<U<W>>(c, lin_of(c, i.seg, off), v);
+    write<U<W>>(c, lin_of_w(c, i.seg, off), v);
     set_sp<L64>(c, sp<L64>(c) + W);
 }
 
@@ -134,10 +136,10 @@ template <int W, bool L64> struct PopfH { static constexpr Handler fn = &popf<W,
 // PUSHA: push AX, CX, DX, BX, the original SP, BP, SI, DI. All eight slots are probed first.
 template <int W> void pusha(Cpu& c, const Insn&) {
     uint64_t s0 = sp<false>(c);
-    for (unsigned k = 1; k <= 8; k++) c.probe_write(lin_at<false>(c, s0 - k * W), W);
+    for (unsigned k = 1; k <= 8; k++) c.probe_write(lin_at<false>(c, s0 - k * W, W), W);
     for (unsigned k = 0; k < 8; k++) {
         U<W> v = k == RSP ? U<W>(s0) : c.get_reg<W>(k);
-        write<U<W>>(c, lin_at<false>(c, s0 - (k + 1) * W), v);
+        write<U<W>>(c, lin_at<false>(c, s0 - (k + 1) * W, W), v);
     }
     set_sp<false>(c, s0 - 8 * W);
 }
@@ -146,7 +148,7 @@ template <int W> void pusha(Cpu& c, const Insn&) {
 template <int W> void popa(Cpu& c, const Insn&) {
     uint64_t s0 = sp<false>(c);
     U<W> v[8];
-    for (unsigned k = 0; k < 8; k++) v[k] = read<U<W>>(c, lin_at<false>(c, s0 + (7 - k) * W));
+    for (unsigned k = 0; k < 8; k++) v[k] = read<U<W>>(c, lin_at<false>(c, s0 + (7 - k) * W, W));
     for (unsigned k = 0; k < 8; k++)
         if (k != RSP) c.set_reg<W>(k, v[k]);
     set_sp<false>(c, s0 + 8 * W);
@@ -165,17 +167,19 @@ template <int W, bool L64> void enter(Cpu& c, const Insn& i) {
     uint64_t alloc = uint16_t(i.imm);
     uint64_t s0 = sp<L64>(c), fp = c.s.gpr[RBP];
     uint64_t frame = s0 - W, at = s0 - W;
-    write<U<W>>(c, lin_at<L64>(c, at), c.get_reg<W>(RBP));
+    swrite<U<W>>(c, lin_at<L64>(c, at, W), c.get_reg<W>(RBP));
     if (level) {
         for (unsigned k = 1; k < level; k++) {
             at -= W;
-            write<U<W>>(c, lin_at<L64>(c, at), read<U<W>>(c, lin_at<L64>(c, fp - k * W)));
+            swrite<U<W>>(c, lin_at<L64>(c, at, W), sread<U<W>>(c, lin_at<L64>(c, fp - k * W, W)));
         }
         at -= W;
-        write<U<W>>(c, lin_at<L64>(c, at), U<W>(frame));
+        swrite<U<W>>(c, lin_at<L64>(c, at, W), U<W>(frame));
     }
     uint64_t s_final = at - alloc;
-    c.probe_write(lin_at<L64>(c, s_final), W);
+    uint64_t l_final = lin_at<L64>(c, s_final, W);
+    c.stack_canonical(l_final, W);
+    c.probe_write(l_final, W);
     set_sp<L64>(c, s_final);
     c.set_reg<W>(RBP, U<W>(frame));
 }
@@ -184,7 +188,7 @@ template <int W, bool L64> void enter(Cpu& c, const Insn& i) {
 // mode sets RSP = RBP + 2 and merges BP: SDM pseudocode, checked on the host).
 template <int W, bool L64> void leave(Cpu& c, const Insn&) {
     uint64_t fp = c.s.gpr[RBP] & sp_mask<L64>(c);
-    U<W> v = read<U<W>>(c, lin_at<L64>(c, fp));
+    U<W> v = sread<U<W>>(c, lin_at<L64>(c, fp, W));
     set_sp<L64>(c, fp + W);
     c.set_reg<W>(RBP, v);
 }

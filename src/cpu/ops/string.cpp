@@ -52,19 +52,20 @@ inline uint64_t step(const Cpu& c) {
 
 // Linear address of a W-byte element at seg:off. Outside 64-bit mode the whole element must lie
 // within the segment limit (SDM Vol. 3, 5.3); lin_of checks the first byte, this adds the last.
-template <int W>
+// Wr: the element is written (the segment's write range, empty for read-only and code segments).
+template <int W, bool Wr = false>
 inline uint64_t elem_lin(const Cpu& c, uint8_t seg, uint64_t off) {
-    uint64_t a = lin_of(c, seg, off);
+    uint64_t a = Wr ? lin_of_w(c, seg, off) : lin_of(c, seg, off);
     if constexpr (W > 1) {
-        if (c.mode() != Mode::Long64 && off + (W - 1) > c.seg_hi[seg]) [[unlikely]]
+        if (c.mode() != Mode::Long64 && off + (W - 1) > (Wr ? c.seg_whi[seg] : c.seg_hi[seg])) [[unlikely]]
             const_cast<Cpu&>(c).raise_seg_fault(seg);
     }
     return a;
 }
 // The destination segment is in Insn::aux (set by the selector): ES, or kSegFlat in 64-bit mode.
-template <int W>
+template <int W, bool Wr = false>
 inline uint64_t dst_lin(const Cpu& c, const Insn& i, uint64_t di) {
-    return elem_lin<W>(c, uint8_t(i.aux), di);
+    return elem_lin<W, Wr>(c, uint8_t(i.aux), di);
 }
 template <int W>
 inline uint64_t src_lin(const Cpu& c, const Insn& i, uint64_t si) {
@@ -79,7 +80,7 @@ template <int W, int A>
 inline void movs1(Cpu& c, const Insn& i) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI), d = step<W>(c);
     U<W> v = read<U<W>>(c, src_lin<W>(c, i, si));
-    write<U<W>>(c, dst_lin<W>(c, i, di), v);
+    write<U<W>>(c, dst_lin<W, true>(c, i, di), v);
     set_areg<A>(c, RSI, si + d);
     set_areg<A>(c, RDI, di + d);
 }
@@ -87,7 +88,7 @@ inline void movs1(Cpu& c, const Insn& i) {
 template <int W, int A>
 inline void stos1(Cpu& c, const Insn& i) {
     uint64_t di = areg<A>(c, RDI);
-    write<U<W>>(c, dst_lin<W>(c, i, di), c.get_reg<W>(RAX));
+    write<U<W>>(c, dst_lin<W, true>(c, i, di), c.get_reg<W>(RAX));
     set_areg<A>(c, RDI, di + step<W>(c));
 }
 
@@ -151,11 +152,11 @@ inline uint64_t run_len(uint64_t off, uint64_t la, uint64_t n) {
 // Outside 64-bit mode a run must also stay within the segment limits (SDM Vol. 3, 5.3): cut it to
 // the elements wholly inside [seg_lo, seg_hi] (Cpu, kept by update_mode), starting with the one at
 // `off`. 0 when that first element is not inside: the element-wise path then raises the fault.
-template <int W, bool Down>
+template <int W, bool Down, bool Wr = false>
 inline uint64_t seg_room(const Cpu& c, uint8_t seg, uint64_t off, uint64_t k) {
     if (c.mode() == Mode::Long64) [[likely]]
         return k;
-    uint64_t lo = c.seg_lo[seg], hi = c.seg_hi[seg];
+    uint64_t lo = Wr ? c.seg_wlo[seg] : c.seg_lo[seg], hi = Wr ? c.seg_whi[seg] : c.seg_hi[seg];
     if (off < lo || off > hi || hi - off < W - 1) return 0;
     return std::min(k, Down ? (off - lo) / W + 1 : (hi - off + 1) / W);
 }
@@ -165,9 +166,9 @@ inline uint64_t seg_room(const Cpu& c, uint8_t seg, uint64_t off, uint64_t k) {
 template <int W, int A, bool Down>
 uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
     uint64_t si = areg<A>(c, RSI), di = areg<A>(c, RDI);
-    uint64_t sl = src_lin<W>(c, i, si), dl = dst_lin<W>(c, i, di);
+    uint64_t sl = src_lin<W>(c, i, si), dl = dst_lin<W, true>(c, i, di);
     uint64_t k = std::min(run_len<W, A, Down>(si, sl, n), run_len<W, A, Down>(di, dl, n));
-    k = seg_room<W, Down>(c, i.seg, si, seg_room<W, Down>(c, uint8_t(i.aux), di, k));
+    k = seg_room<W, Down>(c, i.seg, si, seg_room<W, Down, true>(c, uint8_t(i.aux), di, k));
     if (k < 2) return 0;
     uint64_t back = Down ? (k - 1) * W : 0;  // from the first element to the lowest one
     // Translate at the first element (a #PF must report its address in CR2), source before
@@ -211,8 +212,8 @@ uint64_t movs_run(Cpu& c, const Insn& i, uint64_t n) {
 // REP STOS: fill the next run of elements within one destination page.
 template <int W, int A, bool Down>
 uint64_t stos_run(Cpu& c, const Insn& i, uint64_t n) {
-    uint64_t di = areg<A>(c, RDI), dl = dst_lin<W>(c, i, di);
-    uint64_t k = seg_room<W, Down>(c, uint8_t(i.aux), di, run_len<W, A, Down>(di, dl, n));
+    uint64_t di = areg<A>(c, RDI), dl = dst_lin<W, true>(c, i, di);
+    uint64_t k = seg_room<W, Down, true>(c, uint8_t(i.aux), di, run_len<W, A, Down>(di, dl, n));
     if (k < 2) return 0;
     uint64_t back = Down ? (k - 1) * W : 0;
     uint8_t* d = c.host_ptr(dl, Access::Write);  // at the first element: CR2 on a #PF

@@ -294,8 +294,8 @@ template <bool kIdt> void sgdt(Cpu& c, const Insn& i) {
     check_umip(c);
     const TableReg& t = kIdt ? c.s.idtr : c.s.gdtr;
     uint64_t e = ea(c, i);
-    uint64_t a = lin_of(c, i.seg, e);
-    uint64_t a2 = lin_of(c, i.seg, i.asz == 2 ? uint16_t(e + 2) : i.asz == 4 ? uint32_t(e + 2) : e + 2);
+    uint64_t a = lin_of_w(c, i.seg, e);
+    uint64_t a2 = lin_of_w(c, i.seg, i.asz == 2 ? uint16_t(e + 2) : i.asz == 4 ? uint32_t(e + 2) : e + 2);
     unsigned n = c.mode() == Mode::Long64 ? 10 : 6;
     c.probe_write(a, 2);
     c.probe_write(a2, n - 2);

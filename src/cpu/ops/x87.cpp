@@ -180,7 +180,7 @@ inline uint64_t mem_off(const Insn& i, uint64_t e, uint64_t off) {
     uint64_t a = e + off;
     return i.asz == 8 ? a : i.asz == 4 ? uint32_t(a) : uint16_t(a);
 }
-inline uint64_t lin_at(Cpu& c, const Insn& i, uint64_t e, uint64_t off) { return lin_of(c, i.seg, mem_off(i, e, off)); }
+inline uint64_t lin_at(Cpu& c, const Insn& i, uint64_t e, uint64_t off) { return lin_op(c, i, mem_off(i, e, off)); }
 
 inline F80 read_f80(Cpu& c, const Insn& i, uint64_t e) {
     uint64_t m = read<uint64_t>(c, lin_at(c, i, e, 0));
