@@ -202,6 +202,22 @@ int main(int argc, char** argv) {
              g.ret();
          },
          true},
+        {"cr3-write", "MOV CR3 (a TLB flush, as in a context switch), then 4 pages touched and a call",
+         [](Xbyak::CodeGenerator& g) {
+             g.db(0x0f), g.db(0x20), g.db(0xd8);  // mov rax, cr3
+             g.L("top");
+             g.db(0x0f), g.db(0x22), g.db(0xd8);  // mov cr3, rax
+             g.mov(esi, 0x800000);
+             g.mov(rbx, qword[rsi]);
+             g.mov(rbx, qword[rsi + 0x1000]);
+             g.mov(qword[rsi + 0x2000], rbx);
+             g.mov(qword[rsi + 0x3000], rbx);
+             g.call("f");
+             g.add(ecx, 1);
+             g.jmp("top");
+             g.L("f");
+             g.ret();
+         }},
         {"sse-f32", "scalar single arithmetic (mulss/addss/divss/sqrtss/cvtsi2ss) on varying values",
          [](Xbyak::CodeGenerator& g) {
              g.mov(eax, 0x3f800000);  // 1.0f

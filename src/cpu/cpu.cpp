@@ -176,8 +176,14 @@ inline unsigned jump_index(uint64_t lin) { return unsigned(lin ^ (lin >> kJumpBi
 }  // namespace
 
 void Cpu::flush_jump_cache() {
-    for (auto& ctx : jump_)
-        for (auto& e : ctx) e = JumpEntry{};
+    if (jump_log_full_) {
+        for (auto& ctx : jump_)
+            for (auto& e : ctx) e = JumpEntry{};
+    } else {
+        for (unsigned k = 0; k < jump_log_n_; k++) jump_[jump_log_[k] >> kJumpBits][jump_log_[k] & (kJumpSize - 1)] = JumpEntry{};
+    }
+    jump_log_n_ = 0;
+    jump_log_full_ = false;
     code_gen_ = code_->generation();
 }
 
@@ -252,6 +258,12 @@ Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
         // Stores the block and write-protects its page(s) in every CPU's write TLB.
         b = code_->insert(std::move(nb));
         if (code_->generation() != code_gen_) flush_jump_cache();  // insert() retired a block
+    }
+    if (e.block == nullptr && !jump_log_full_) {  // a free entry: not in the log yet
+        if (jump_log_n_ == kJumpLogSize)
+            jump_log_full_ = true;
+        else
+            jump_log_[jump_log_n_++] = uint16_t(&e - &jump_[0][0]);  // = ctx << kJumpBits | index
     }
     e = JumpEntry{lin << 3 | uint64_t(mode_), b};
     return b;

@@ -193,6 +193,10 @@ public:
     // The fault for a non-canonical data address (the page walk): #SS(0) when the current
     // instruction's memory operand is SS-relative and holds that address, else #GP(0).
     [[noreturn]] void raise_noncanonical(uint64_t lin);
+    // Call after writing DR0-DR3/DR7 (exceptions.cpp): while DR7 enables an instruction breakpoint,
+    // the run loop takes one-instruction slices and service_events() checks each instruction's
+    // address first (SDM Vol. 3, 18.3.1.1). Costs nothing while DR7 enables none.
+    void debug_regs_changed();
 
     // Recompute the decode mode and TLB context after CS, CR0, EFER changes.
     void update_mode();
@@ -260,8 +264,13 @@ public:
     TlbEntry tlb_r[kTlbContexts][kTlbSize];
     TlbEntry tlb_w[kTlbContexts][kTlbSize];
     unsigned tlb_ctx = 0;  // index into tlb_r/tlb_w for the current privilege
+    // Every flush costs O(entries filled since the last one), not O(TLB size): a Linux context
+    // switch writes CR3 (see the fill logs below).
     void tlb_flush();
     void tlb_flush_page(uint64_t lin);
+    // Fill the TLB entry of `lin` in the current context (read or write side) with host page `host`
+    // (physical page `page`).
+    void tlb_fill(bool write, uint64_t lin, uint8_t* host, uint64_t page);
     // Slow paths: translate, fill the TLB, handle MMIO and page-crossing accesses. May fault.
     void read_slow(uint64_t lin, void* dst, unsigned size, Access acc = Access::Read);
     void write_slow(uint64_t lin, const void* src, unsigned size);
@@ -294,12 +303,14 @@ private:
     void handle_fault();
     // Exception/interrupt plumbing (exceptions.cpp).
     void service_events();           // at an instruction boundary, with attention_ or TF set
+    void check_insn_breakpoints();   // before an instruction, while kPendDebug is set
     bool fault_during_delivery();    // classify a nested fault (#DF / triple fault rules)
     void deliver_real(uint8_t vector, Event kind, uint64_t return_rip);
     void deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t return_rip);
 
     // External events (bits of pending_) and the delivery bookkeeping.
     static constexpr uint32_t kPendIntr = 1, kPendNmi = 2, kPendInit = 4, kPendSipi = 8, kPendStop = 16;
+    static constexpr uint32_t kPendDebug = 32;  // instruction breakpoints enabled (debug_regs_changed)
     std::atomic<uint32_t> pending_{0};
     std::atomic<uint8_t> sipi_vector_{0};
     bool nmi_blocked_ = false;       // between NMI delivery and the next IRET (SDM Vol. 3, 6.7.1)
@@ -316,6 +327,20 @@ private:
     std::shared_ptr<CodeCache> code_;
     uint64_t code_gen_ = 0;  // the code cache's generation() the jump cache is valid for
     JumpEntry jump_[kTlbContexts][kJumpSize];
+
+    // Fill logs: which TLB / jump-cache entries were filled since the last full flush. Every valid
+    // entry is in its log (an entry invalidated one by one stays in it, and may appear twice after a
+    // refill), unless the log overflowed, after which the structure is treated as full. A flush
+    // clears only the logged entries; INVLPG and code write-protection look only at them.
+    // TLB entry ids: write << 10 | ctx << 8 | index; jump-cache ids: ctx << 12 | index.
+    static constexpr unsigned kTlbLogSize = 256, kJumpLogSize = 512;
+    TlbEntry& tlb_entry(unsigned id) { return (id >> 10 ? tlb_w : tlb_r)[(id >> 8) & 3][id & (kTlbSize - 1)]; }
+    uint16_t tlb_log_[kTlbLogSize];
+    unsigned tlb_log_n_ = 0;
+    bool tlb_log_full_ = true;  // (the arrays start valid-free, but reset() flushes them whole once)
+    uint16_t jump_log_[kJumpLogSize];
+    unsigned jump_log_n_ = 0;
+    bool jump_log_full_ = true;
     std::jmp_buf* fault_jmp_ = nullptr;
 };
 

@@ -29,27 +29,59 @@ bool canonical(uint64_t lin, bool la57) {
 }  // namespace
 
 void Cpu::tlb_flush() {
-    for (auto* arr : {tlb_r, tlb_w})
-        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
-            for (auto& e : arr[ctx]) e = TlbEntry{};
+    if (tlb_log_full_) {
+        for (auto* arr : {tlb_r, tlb_w})
+            for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+                for (auto& e : arr[ctx]) e = TlbEntry{};
+    } else {
+        for (unsigned k = 0; k < tlb_log_n_; k++) tlb_entry(tlb_log_[k]) = TlbEntry{};
+    }
+    tlb_log_n_ = 0;
+    tlb_log_full_ = false;
     flush_jump_cache();
+}
+
+void Cpu::tlb_fill(bool write, uint64_t lin, uint8_t* host, uint64_t page) {
+    unsigned idx = unsigned(lin >> 12) & (kTlbSize - 1);
+    TlbEntry& e = (write ? tlb_w : tlb_r)[tlb_ctx][idx];
+    if ((e.tag & 1) && !tlb_log_full_) {  // not valid, hence maybe not logged yet
+        if (tlb_log_n_ == kTlbLogSize)
+            tlb_log_full_ = true;
+        else
+            tlb_log_[tlb_log_n_++] = uint16_t(unsigned(write) << 10 | tlb_ctx << 8 | idx);
+    }
+    uint64_t tag = lin & kPageMask;
+    e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
 }
 
 // INVLPG semantics: drop every translation of the page containing `lin` whatever its size. The
 // software TLB keeps 4 KiB pieces of large pages, and their size is not recorded, so every entry in
 // the surrounding 1 GiB (the largest page size) goes (invalidating more than asked is allowed).
 void Cpu::tlb_flush_page(uint64_t lin) {
-    for (auto* arr : {tlb_r, tlb_w})
-        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
-            for (auto& e : arr[ctx])
-                if (((e.tag ^ lin) >> 30) == 0) e = TlbEntry{};
+    auto drop = [lin](TlbEntry& e) {
+        if (((e.tag ^ lin) >> 30) == 0) e = TlbEntry{};
+    };
+    if (tlb_log_full_) {
+        for (auto* arr : {tlb_r, tlb_w})
+            for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+                for (auto& e : arr[ctx]) drop(e);
+    } else {
+        for (unsigned k = 0; k < tlb_log_n_; k++) drop(tlb_entry(tlb_log_[k]));
+    }
     flush_jump_cache();
 }
 
 void Cpu::tlb_protect_code(uint64_t page) {
-    for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
-        for (auto& e : tlb_w[ctx])
+    if (tlb_log_full_) {
+        for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+            for (auto& e : tlb_w[ctx])
+                if (e.phys == page) e = TlbEntry{};
+    } else {
+        for (unsigned k = 0; k < tlb_log_n_; k++) {
+            TlbEntry& e = tlb_entry(tlb_log_[k]);
             if (e.phys == page) e = TlbEntry{};
+        }
+    }
 }
 
 // The page walk (SDM Vol. 3, 4.3 32-bit paging, 4.4 PAE paging, 4.5 4-level and 5-level paging;
@@ -211,10 +243,7 @@ static void read_page(Cpu& c, uint64_t lin, uint8_t* dst, unsigned size, Access 
     uint64_t phys = c.translate(lin, acc, user);
     uint64_t page = phys & kPageMask;
     if (uint8_t* host = c.bus.page_ptr(page, false)) {
-        if (acc != Access::Exec) {
-            uint64_t tag = lin & kPageMask;
-            if (!c.ac_check) c.tlb_r[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
-        }
+        if (acc != Access::Exec && !c.ac_check) c.tlb_fill(false, lin, host, page);
         std::memcpy(dst, host + (phys & ~kPageMask), size);
         return;
     }
@@ -260,8 +289,7 @@ static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) 
     uint64_t page = phys & kPageMask;
     if (uint8_t* host = c.bus.page_ptr(page, true)) {
         if (c.code().page_has_code(page)) c.code_page_written(page);
-        uint64_t tag = lin & kPageMask;
-        if (!c.ac_check) c.tlb_w[c.tlb_ctx][(lin >> 12) & (kTlbSize - 1)] = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+        if (!c.ac_check) c.tlb_fill(true, lin, host, page);
         std::memcpy(host + (phys & ~kPageMask), src, size);
         return;
     }
@@ -295,7 +323,7 @@ uint8_t* Cpu::host_ptr(uint64_t lin, Access acc) {
     uint8_t* host = bus.page_ptr(page, write);
     if (!host) return nullptr;  // MMIO: the caller takes its element-wise path
     if (write && code_->page_has_code(page)) code_page_written(page);
-    if (acc != Access::Exec && !ac_check) e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+    if (acc != Access::Exec && !ac_check) tlb_fill(write, lin, host, page);
     return host + (lin & ~kPageMask);
 }
 

@@ -1,5 +1,6 @@
 // The code cache shared by the vCPUs of a machine: code one CPU writes must reach the decoded blocks
 // every other CPU runs (Linux patches its text at run time on SMP), whichever write path it takes.
+// And the per-CPU structures in front of it: TLB and jump-cache flushes (fill logs, cpu.h).
 #include <doctest/doctest.h>
 #include <xbyak/xbyak.h>
 
@@ -38,7 +39,7 @@ struct TwoCpus {
     void run(Cpu& c, uint64_t rip) {
         c.s.rip = rip;
         c.halted = false;
-        REQUIRE(c.run(1000) == StopReason::Halt);
+        REQUIRE(c.run(100000) == StopReason::Halt);
     }
 };
 
@@ -170,4 +171,130 @@ TEST_CASE("code cache: blocks are shared, jump caches are per CPU") {
     m.run(m.c1, kCode);  // decoded once: CPU 1 finds CPU 0's block
     CHECK(m.cache->size() == n);
     CHECK(uint32_t(m.c1.s.gpr[RAX]) == 9);
+}
+
+// ---- flushes: the TLB and the jump cache are flushed through fill logs (cpu.h); both the logged
+// path and the overflowed path (more entries filled than the log holds) must drop every entry. ----
+
+namespace {
+
+constexpr uint64_t kPtBase = 0x4000;  // the snippet's 4 KiB page tables (linear = physical < 4 MiB)
+constexpr uint64_t pte_addr(uint64_t lin) { return kPtBase + (lin >> 12) * 8; }
+
+// Touch `pages` pages from 0x120000 (read and write), so that many TLB entries are filled; then
+// read [0x300000] (mapped to itself), remap it to physical 0x301000, invalidate (MOV CR3 or
+// INVLPG), and read it again into RBX.
+std::vector<uint8_t> remap_data(unsigned pages, bool invlpg) {
+    return assemble([=](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(esi, 0x120000);
+        g.mov(ecx, pages);
+        g.L("fill");
+        g.mov(rax, qword[rsi]);
+        g.mov(qword[rsi], rax);
+        g.add(rsi, 0x1000);
+        g.sub(ecx, 1);
+        g.jnz("fill");
+        g.mov(esi, 0x300000);
+        g.mov(rax, qword[rsi]);  // TLB: 0x300000 -> 0x300000
+        g.mov(edi, uint32_t(pte_addr(0x300000)));
+        g.mov(eax, 0x301003);  // present, writable, frame 0x301000
+        g.mov(qword[rdi], rax);
+        if (invlpg) {
+            g.db(0x0f), g.db(0x01), g.db(0x3e);  // invlpg [rsi]
+        } else {
+            g.db(0x0f), g.db(0x20), g.db(0xd8);  // mov rax, cr3
+            g.db(0x0f), g.db(0x22), g.db(0xd8);  // mov cr3, rax
+        }
+        g.mov(rbx, qword[rsi]);
+        g.hlt();
+    });
+}
+
+// Run `blocks` distinct blocks (a chain of JMPs to the next instruction), then call 0x380000
+// (mapped to itself: returns 1), remap it to physical 0x381000 (returns 2), MOV CR3, call it again.
+std::vector<uint8_t> remap_code(unsigned blocks) {
+    return assemble([=](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        for (unsigned k = 0; k < blocks; k++) {
+            Xbyak::Label next;
+            g.jmp(next, Xbyak::CodeGenerator::T_NEAR);
+            g.L(next);
+        }
+        g.mov(eax, 0x380000);
+        g.call(rax);
+        g.mov(ebx, eax);
+        g.mov(edi, uint32_t(pte_addr(0x380000)));
+        g.mov(eax, 0x381003);
+        g.mov(qword[rdi], rax);
+        g.db(0x0f), g.db(0x20), g.db(0xd8);  // mov rax, cr3
+        g.db(0x0f), g.db(0x22), g.db(0xd8);  // mov cr3, rax
+        g.mov(eax, 0x380000);
+        g.call(rax);
+        g.hlt();
+    });
+}
+
+}  // namespace
+
+TEST_CASE("TLB flush: MOV CR3 and INVLPG drop translations, with few and with many entries filled") {
+    for (bool invlpg : {false, true}) {
+        for (unsigned pages : {2u, 300u}) {  // 300 pages = 600 entries: more than the fill log holds
+            CAPTURE(invlpg);
+            CAPTURE(pages);
+            machine::SnippetEnv env;
+            uint64_t v1 = 0x1111, v2 = 0x2222;
+            env.poke(0x300000, &v1, 8);
+            env.poke(0x301000, &v2, 8);
+            env.load_code(remap_data(pages, invlpg));
+            REQUIRE(env.run(100000) == StopReason::Halt);
+            CHECK(env.cpu().s.gpr[RBX] == v2);
+        }
+    }
+}
+
+TEST_CASE("TLB flush: MOV CR3 drops jump-cache entries, with few and with many blocks run") {
+    for (unsigned blocks : {1u, 700u}) {  // 700 blocks: more than the jump cache's fill log holds
+        CAPTURE(blocks);
+        machine::SnippetEnv env;
+        env.poke(0x380000, mov_eax(1).data(), 5);
+        env.poke(0x381000, mov_eax(2).data(), 5);
+        uint8_t ret = 0xc3;
+        env.poke(0x380005, &ret, 1);
+        env.poke(0x381005, &ret, 1);
+        env.load_code(remap_code(blocks));
+        REQUIRE(env.run(100000) == StopReason::Halt);
+        CHECK(uint32_t(env.cpu().s.gpr[RBX]) == 1);
+        CHECK(uint32_t(env.cpu().s.gpr[RAX]) == 2);
+    }
+}
+
+TEST_CASE("code cache: write protection reaches a CPU whose TLB fill log overflowed") {
+    TwoCpus m;
+    m.load(kCode, mov_eax(1));
+    // CPU 1 writes 300 pages, the code page last: its write TLB maps the page, beyond the log.
+    m.load(kWarm, assemble([](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(esi, 0x120000);
+        g.mov(ecx, 300);
+        g.L("fill");
+        g.mov(qword[rsi], rax);
+        g.add(rsi, 0x1000);
+        g.sub(ecx, 1);
+        g.jnz("fill");
+        g.mov(al, 0xcc);
+        g.mov(byte[kData], al);
+        g.hlt();
+    }));
+    m.load(kPatch, assemble([](Xbyak::CodeGenerator& g) {
+        g.mov(Xbyak::util::al, 2);
+        g.mov(Xbyak::util::byte[kCode + 1], Xbyak::util::al);
+        g.hlt();
+    }));
+    m.run(m.c1, kWarm);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 1);
+    m.run(m.c1, kPatch);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 2);
 }
