@@ -117,6 +117,54 @@ void Cpu::service_events() {
         step_armed_ = true;
         slice_end_ = icount + 1;
     }
+    if (p & kPendDebug) check_insn_breakpoints();
+}
+
+// ---- hardware breakpoints (SDM Vol. 3, 18.2 and 18.3) -------------------------------------------
+
+namespace {
+// DR7 enables instruction breakpoints: L/G bit of n set, R/W n = 00 (execution).
+unsigned insn_bp_mask(uint64_t dr7) {
+    unsigned m = 0;
+    for (unsigned n = 0; n < 4; n++)
+        if (((dr7 >> (2 * n)) & 3) && ((dr7 >> (16 + 4 * n)) & 3) == 0) m |= 1u << n;
+    return m;
+}
+}  // namespace
+
+void Cpu::debug_regs_changed() {
+    if (insn_bp_mask(s.dr[7])) pending_.fetch_or(kPendDebug);
+    else pending_.fetch_and(~kPendDebug);
+}
+
+// Before each instruction while instruction breakpoints are enabled: a match of the linear address
+// of the next instruction (CS.base + RIP) with an enabled DRn raises #DB as a fault (DR6.Bn set;
+// RF = 1 in the pushed RFLAGS so the handler's IRET can return to the instruction). RF = 1 suppresses
+// the check for one instruction (18.3.1.1); the processor clears RF after that instruction, done
+// here before it runs. Data breakpoints (R/W = 01, 11) and I/O breakpoints (10) are not implemented.
+void Cpu::check_insn_breakpoints() {
+    unsigned m = insn_bp_mask(s.dr[7]);
+    if (!m) {
+        pending_.fetch_and(~kPendDebug);  // e.g. after reset()
+        return;
+    }
+    slice_end_ = std::min(slice_end_, icount + 1);
+    if (s.rflags & fl::RF) {
+        s.rflags &= ~fl::RF;
+        return;
+    }
+    uint64_t lin = s.seg[CS].base + s.rip;
+    if (mode_ != Mode::Long64) lin = uint32_t(lin);
+    unsigned hit = 0;
+    for (unsigned n = 0; n < 4; n++)
+        if ((m >> n & 1) && (mode_ == Mode::Long64 ? s.dr[n] : uint32_t(s.dr[n])) == lin) hit |= 1u << n;
+    if (!hit) return;
+    s.dr[6] = (s.dr[6] & ~0xfull) | hit;
+    if (stop_on_exception) raise_fault(kDB);
+    s.rflags |= fl::RF;  // pushed image: RF = 1 (a fault); deliver() clears it in RFLAGS
+    deliver(kDB, Event::Exception, kNoErrorCode, s.rip);
+    // The handler's first instruction is checked too.
+    check_insn_breakpoints();
 }
 
 bool Cpu::fault_during_delivery() {

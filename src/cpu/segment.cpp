@@ -447,10 +447,13 @@ void far_ret(Cpu& c, unsigned osz, uint16_t imm) {
 uint64_t merge_flags(const Cpu& c, uint64_t cur, uint64_t img, unsigned osz, unsigned cpl_now) {
     (void)c;
     // SDM Vol. 2, IRET "Operation" and POPF: IOPL changes only at CPL 0, IF only at CPL <= IOPL,
-    // VIF/VIP only at CPL 0; VM is handled by the caller; RF is dropped (it would be cleared after
-    // the next instruction anyway: no instruction breakpoints here).
+    // VIF/VIP only at CPL 0; VM is handled by the caller; RF is dropped unless instruction
+    // breakpoints are enabled (it would be cleared after the next instruction anyway).
     uint64_t m = fl::kArith | fl::TF | fl::DF | fl::NT;
     if (osz >= 4) m |= fl::AC | fl::ID;
+    // RF from the image only while instruction breakpoints are enabled: a #DB handler returns with
+    // RF = 1 to re-execute the instruction without the breakpoint firing again (SDM Vol. 3, 18.3.1.1).
+    if (osz >= 4 && (c.s.dr[7] & 0xff)) m |= fl::RF;
     if (cpl_now == 0) m |= fl::IOPL | (osz >= 4 ? (fl::VIF | fl::VIP) : 0);
     if (cpl_now <= ((cur & fl::IOPL) >> 12)) m |= fl::IF;
     return (cur & ~m) | (img & m) | fl::kFixed1;

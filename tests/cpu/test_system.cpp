@@ -486,3 +486,92 @@ TEST_CASE("system: a non-canonical stack address raises #SS(0) in 64-bit mode") 
     SUBCASE("add [rbp]") { run([](Xbyak::CodeGenerator& g) { g.mov(rbp, rbx); g.add(qword[rbp], rax); }, kSS); }
     SUBCASE("DS-relative stays #GP") { run([](Xbyak::CodeGenerator& g) { g.mov(rax, qword[rbx]); }, kGP); }
 }
+
+// ---- hardware breakpoints (SDM Vol. 3, 18.2-18.3) ------------------------------------------------
+
+namespace {
+// Code that enables breakpoint 0 at `target` (an offset in the code, patched after assembling) with
+// DR7 = `dr7`, then runs a NOP, `inc rbx` (the target) and HLT.
+struct BpProgram {
+    std::vector<uint8_t> code;
+    size_t target = 0, after = 0;
+};
+BpProgram bp_program(uint64_t dr7) {
+    BpProgram p;
+    p.code = assemble([&](Xbyak::CodeGenerator& g) {
+        g.mov(rax, kCode + 0x40);  // DR0 = the target (placed at offset 0x40)
+        emit(g, {0x0f, 0x23, 0xc0});  // mov dr0, rax
+        g.mov(rax, dr7);
+        emit(g, {0x0f, 0x23, 0xf8});  // mov dr7, rax
+        while (g.getSize() < 0x40) g.nop();
+        g.inc(rbx);
+        g.hlt();
+    });
+    p.target = 0x40;
+    return p;
+}
+}  // namespace
+
+TEST_CASE("system: instruction breakpoint: #DB fault before the instruction, DR6.B0, RF suppresses") {
+    machine::SnippetEnv env;
+    env.load_code(bp_program(0x1).code);  // L0, R/W0 = 00 (execution), LEN0 = 00
+    REQUIRE(env.run(100) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kDB);
+    CHECK(env.cpu().s.rip == kCode + 0x40);
+    CHECK(env.cpu().s.gpr[RBX] == 0);  // a fault: the instruction has not run
+    CHECK((env.cpu().s.dr[6] & 0xf) == 1);
+    // Again from the same place: the breakpoint fires again; with RF = 1 the instruction runs.
+    REQUIRE(env.run(100) == StopReason::Exception);
+    CHECK(env.cpu().s.rip == kCode + 0x40);
+    env.cpu().s.rflags |= fl::RF;
+    REQUIRE(env.run(100) == StopReason::Halt);
+    CHECK(env.cpu().s.gpr[RBX] == 1);
+    CHECK((env.cpu().s.rflags & fl::RF) == 0);  // cleared after the instruction
+}
+
+TEST_CASE("system: instruction breakpoint: disabled or data breakpoints do not fire on execution") {
+    machine::SnippetEnv env;
+    env.load_code(bp_program(0x0).code);  // DR0 set, not enabled
+    REQUIRE(env.run(100) == StopReason::Halt);
+    CHECK(env.cpu().s.gpr[RBX] == 1);
+    env.load_code(bp_program(0x1 | (1u << 16)).code);  // R/W0 = 01: data write breakpoint
+    REQUIRE(env.run(100) == StopReason::Halt);
+    CHECK(env.cpu().s.gpr[RBX] == 1);
+}
+
+TEST_CASE("system: instruction breakpoint delivered through the IDT: IRETQ with RF = 1 re-runs it once") {
+    machine::SnippetEnv env;
+    env.cpu().stop_on_exception = false;
+    constexpr uint64_t kIdt = 0x7000;
+    BpProgram p = bp_program(0x2);  // G0
+    size_t handler_at = p.code.size();
+    auto h = assemble([](Xbyak::CodeGenerator& g) {
+        g.inc(rcx);
+        g.mov(rdx, qword[rsp + 16]);  // pushed RFLAGS
+        emit(g, {0x48, 0xcf});  // iretq
+    });
+    p.code.insert(p.code.end(), h.begin(), h.end());
+    env.load_code(p.code);
+    put_gate64(env, kIdt, kDB, kCode + handler_at);
+    env.cpu().s.idtr = {kIdt, 256 * 16 - 1};
+    REQUIRE(env.run(1000) == StopReason::Halt);
+    CHECK(env.cpu().s.gpr[RCX] == 1);  // one #DB
+    CHECK(env.cpu().s.gpr[RBX] == 1);  // then the instruction ran once
+    CHECK((env.cpu().s.gpr[RDX] & fl::RF) != 0);
+    CHECK((env.cpu().s.dr[6] & 0xf) == 1);
+}
+
+TEST_CASE("system: DR7.GD: MOV DR raises #DB with DR6.BD and clears GD") {
+    machine::SnippetEnv env;
+    env.load_code(assemble([](Xbyak::CodeGenerator& g) {
+        g.mov(eax, 0x2000);
+        emit(g, {0x0f, 0x23, 0xf8});  // mov dr7, rax (GD)
+        emit(g, {0x0f, 0x21, 0xc1});  // mov rcx, dr0: #DB
+        g.hlt();
+    }));
+    REQUIRE(env.run(100) == StopReason::Exception);
+    CHECK(env.cpu().last_fault.vector == kDB);
+    CHECK(env.cpu().s.rip == kCode + 8);
+    CHECK((env.cpu().s.dr[6] & (1u << 13)) != 0);
+    CHECK((env.cpu().s.dr[7] & (1u << 13)) == 0);
+}

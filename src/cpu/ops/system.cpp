@@ -231,8 +231,20 @@ unsigned dr_index(Cpu& c, unsigned n) {
     return n;
 }
 
+// General detect (SDM Vol. 3, 18.2.4): with DR7.GD set, any MOV to or from a debug register raises
+// #DB as a fault with DR6.BD set; GD is cleared so the handler can use the debug registers.
+void general_detect(Cpu& c) {
+    if (!(c.s.dr[7] & (1u << 13))) return;
+    c.s.dr[6] |= 1u << 13;
+    c.s.dr[7] &= ~uint64_t(1u << 13);
+    if (!c.stop_on_exception) c.s.rflags |= fl::RF;  // a fault: RF = 1 in the pushed image
+    c.raise_fault(kDB);
+}
+
 void mov_from_dr(Cpu& c, const Insn& i) {
     require_cpl0(c);
+    dr_index(c, i.reg[1]);
+    general_detect(c);
     uint64_t v = c.s.dr[dr_index(c, i.reg[1])];
     if (c.mode() == Mode::Long64) c.s.gpr[i.reg[0]] = v;
     else c.s.gpr[i.reg[0]] = uint32_t(v);
@@ -241,6 +253,7 @@ void mov_from_dr(Cpu& c, const Insn& i) {
 void mov_to_dr(Cpu& c, const Insn& i) {
     require_cpl0(c);
     unsigned n = dr_index(c, i.reg[0]);
+    general_detect(c);
     uint64_t v = c.s.gpr[i.reg[1]];
     if (c.mode() != Mode::Long64) v = uint32_t(v);
     if (n >= 6 && (v >> 32)) c.raise_gp(0);
@@ -249,6 +262,10 @@ void mov_to_dr(Cpu& c, const Insn& i) {
     if (n == 6) v = (v & 0xe00f) | 0xffff0ff0;
     else if (n == 7) v = (v & 0xffff23ff) | 0x400;
     c.s.dr[n] = v;
+    if (n != 6) {
+        c.debug_regs_changed();
+        c.exit_request = true;  // the next instruction is checked against the new breakpoints
+    }
 }
 
 void clts(Cpu& c, const Insn&) {
