@@ -16,6 +16,8 @@ Scenarios (all by default):
             The readonly=on disk refuses writes and is unchanged. /dev/hwrng yields data.
   net       -netdev user with a hostfwd rule: DHCP from slirp, an HTTP fetch from a server on the
             host's loopback (10.0.2.2 in the guest), and a host connection to a server in the guest.
+  reboot    a guest reboot (no -no-reboot) resets the devices: disk and network work
+            again in the second boot.
   rng       virtio-rng with -icount: a seeded generator (two runs print identical output); in
             realtime mode the host's entropy (different bytes).
   console   hvc0 on a terminal (a pty): typed input reaches the guest's shell, Ctrl-A x quits
@@ -647,11 +649,38 @@ def sc_rng(m86, tmp, assets):
     return sc
 
 
+def sc_reboot(m86, tmp, assets):
+    """A guest reboot without -no-reboot resets the virtio devices with the machine: the disk and the
+    network work again in the next boot (through qboot, which reloads the kernel from fw_cfg)."""
+    sc = Scenario("reboot")
+    kernel, initrd = assets
+    img = os.path.join(tmp, "reboot.img")
+    with open(img, "wb") as f:
+        f.write(b"reboot-disk-signature".ljust(512, b"\0") + bytes(1 << 20))
+    script = DHCP + "echo DISK=$(head -c 21 /dev/vda)\n"
+    argv = [m86, *[a for a in boot_args(kernel, initrd, script) if a != "-no-reboot"],
+            "-drive", f"id=d0,file={img},format=raw,if=none", "-device", "virtio-blk-device,drive=d0",
+            "-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"]
+    r = Run(argv)
+    ok = r.wait_re(r"(?s)M86-RUN-DONE.*M86-RUN-DONE", 300)
+    r.kill()
+    r.wait_exit(10)
+    out = sc.out = r.out
+    sc.err = r.stderr
+    sc.check(ok, "the guest did not boot twice")
+    sc.check(out.count("DISK=reboot-disk-signature") == 2, "the disk was not read in both boots")
+    sc.check(out.count("IP=10.0.2.15") == 2, "no DHCP lease in both boots")
+    bad = kernel_log_problems(out)
+    sc.check(not bad, "kernel log has: " + "; ".join(bad[:3]))
+    return sc
+
+
 SCENARIOS = {
     "options": (sc_options, False),
     "bad-ring": (sc_bad_ring, False),
     "blk": (sc_blk, True),
     "net": (sc_net, True),
+    "reboot": (sc_reboot, True),
     "rng": (sc_rng, True),
     "console": (sc_console, True),
     "doc1": (lambda m, t, a: doc_example(m, t, a, 1), True),
