@@ -336,7 +336,6 @@ bool Microvm::setup_boot(std::string& error) {
     if (!cfg_.kernel.empty() && !is_multiboot && !cfg_.initrd.empty() && !host::read_file(cfg_.initrd, initrd, e))
         return fail("-initrd " + cfg_.initrd, e);
 
-    cpu::CpuState st;
     if (is_multiboot) {
         boot::MultibootImage mb;
         boot::FileReader reader = [](const std::string& p, std::vector<uint8_t>& out, std::string& err) {
@@ -350,9 +349,12 @@ bool Microvm::setup_boot(std::string& error) {
         boot::multiboot_fw_cfg(mb, *fw_cfg_);
         option_rom_ = boot::kMultibootDma;
         if (fw_path.empty()) {
-            if (!boot::load_multiboot(mb, boot::microvm_e820(ram_), ram_, st, e)) return fail("-kernel " + cfg_.kernel, e);
-            boot_state_ = st;
-            have_boot_state_ = true;
+            direct_loader_ = [this, mb = std::move(mb)](std::string& err) {
+                cpu::CpuState st;
+                if (!boot::load_multiboot(mb, boot::microvm_e820(ram_), ram_, st, err)) return false;
+                boot_state_ = st;
+                return true;
+            };
         }
     } else if (!cfg_.kernel.empty()) {
         boot::KernelImage k;
@@ -370,9 +372,12 @@ bool Microvm::setup_boot(std::string& error) {
             bc.cmdline = cmdline;
             bc.cpus = cfg_.cpus;
             bc.initrd = std::move(initrd);
-            if (!boot::load_linux(k, bc, ram_, st, e)) return fail("-kernel " + cfg_.kernel, e);
-            boot_state_ = st;
-            have_boot_state_ = true;
+            direct_loader_ = [this, k = std::move(k), bc = std::move(bc)](std::string& err) {
+                cpu::CpuState st;
+                if (!boot::load_linux(k, bc, ram_, st, err)) return false;
+                boot_state_ = st;
+                return true;
+            };
         } else if (!is_linux && !boot::load_elf_segments(k, ram_, e)) {
             return fail("-kernel " + cfg_.kernel, e);
         }
@@ -384,6 +389,12 @@ bool Microvm::setup_boot(std::string& error) {
         fw_cfg_->set_string(dev::fwcfg::kCmdlineData, cmdline);
     }
     if (!fw_path.empty() && !load_firmware(fw_path, error)) return false;
+    // Direct boot: load now (reporting any problem at start), and again at every machine reset,
+    // as QEMU copies its ROM blobs back into memory at reset.
+    if (direct_loader_) {
+        if (!direct_loader_(e)) return fail("-kernel " + cfg_.kernel, e);
+        have_boot_state_ = true;
+    }
     return true;
 }
 
@@ -414,6 +425,14 @@ void Microvm::reset_machine() {
     if (firmware_boot()) {
         // As QEMU's ROM reset: the firmware starts again from its pristine image.
         std::memcpy(fw_mem_.data(), fw_image_.data(), fw_image_.size());
+    }
+    if (direct_loader_ && resets_++ > 0) {
+        std::string e;
+        if (!direct_loader_(e)) {
+            fmt::print(stderr, "micro86: reloading -kernel at reset: {}\n", e);
+            quit_ = true;
+            exit_status_ = 1;
+        }
     }
     fw_cfg_->reset();
     virtio_->reset();

@@ -24,6 +24,7 @@
 //     decoded code of those pages in every vCPU so nothing stale is ever executed.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -126,6 +127,10 @@ private:
     int exit_status_ = 0;
     cpu::CpuState boot_state_;        // the BSP's entry state for direct boot (kept for reset)
     bool have_boot_state_ = false;
+    // Direct boot: puts kernel, initrd and boot data into RAM and sets boot_state_ (at start and
+    // at every later reset).
+    std::function<bool(std::string&)> direct_loader_;
+    unsigned resets_ = 0;
     // Firmware: the pristine image (restored at reset) and the live backing of both aliases.
     std::vector<uint8_t> fw_image_;
     host::GuestMemory fw_mem_;

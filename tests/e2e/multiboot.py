@@ -24,6 +24,8 @@ def build(tmp):
     src = os.path.join(HERE, "multiboot_hello.S")
     subprocess.run(["as", "--32", "-o", "k.o", src], check=True, cwd=tmp)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "k.elf", "k.o"], check=True, cwd=tmp)
+    subprocess.run(["as", "--32", "--defsym", "REBOOT=1", "-o", "kr.o", src], check=True, cwd=tmp)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "kr.elf", "kr.o"], check=True, cwd=tmp)
     subprocess.run(["as", "--32", "--defsym", "AOUT=1", "-o", "ka.o", src], check=True, cwd=tmp)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "0", "--oformat", "binary", "-o", "k.bin",
                     "ka.o"], check=True, cwd=tmp)
@@ -122,6 +124,19 @@ def main():
                     passed += 1
                     print(f"ok   {label}")
                 sys.stdout.flush()
+        # A machine reset (triple fault, no -no-reboot) boots the kernel again, directly or through
+        # the firmware; the kernel counts its boots in RAM and stops after the third.
+        for mode in ("direct", "qboot"):
+            if mode == "qboot" and not have_qboot:
+                continue
+            boot = ["--direct-boot"] if mode == "direct" else ["-bios", "qboot.rom"]
+            rc, out, err = run([m86, *boot, "-m", f"{RAM_MB}M", "-kernel", "kr.elf", "-device",
+                                "isa-debug-exit,iobase=0xf4,iosize=0x4", "-nodefaults", "-serial", "stdio"], tmp)
+            boots = [l for l in out.splitlines() if l.startswith("boot=")]
+            ok = rc == EXIT_OK and boots == [f"boot={n:08x}" for n in (1, 2, 3)] and out.count("hello from") == 3
+            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+            print(f"{'ok  ' if ok else 'FAIL'} reset and boot again, {mode}" +
+                  ("" if ok else f": status {rc}, boots {boots}, stderr {err.strip()[:200]}"))
     print(f"multiboot: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -3,6 +3,8 @@
  * multiboot information it was given (flags, memory sizes, command line, modules with their
  * strings and first bytes, boot loader name, memory map), and reports through isa-debug-exit at
  * port 0xf4: 0x21 when the boot magic in EAX was right (exit status 0x43), 0x01 when not (status 3).
+ * Built with --defsym REBOOT=1 it also counts its boots in RAM and resets the machine (triple
+ * fault) until the third boot, to check that a machine reset boots the kernel again.
  *
  * Built at test time by tests/e2e/multiboot.py, as an ELF kernel:
  *   as --32 -o k.o multiboot_hello.S && ld -m elf_i386 -Ttext=0x100000 -o k.elf k.o
@@ -135,6 +137,21 @@ entry:
         add     $4, %ebx
         jmp     5b
 6:
+.ifdef REBOOT
+        /* Count boots in RAM that no loader touches (RAM survives a machine reset); reset the
+         * machine with a triple fault (an empty IDT and an exception) until the third boot. */
+        mov     $s_boot, %esi
+        call    puts
+        incl    BOOT_COUNTER
+        mov     BOOT_COUNTER, %eax
+        call    hex32
+        call    newline
+        cmpl    $3, BOOT_COUNTER
+        jae     7f
+        lidt    null_idt
+        int3
+7:
+.endif
         mov     $s_bye, %esi
         call    puts
         mov     $0x21, %eax
@@ -213,6 +230,11 @@ s_loader:  .asciz "loader="
 s_mmap:    .asciz "mmap="
 s_bye:     .asciz "bye\n"
 s_bad:     .asciz "bad multiboot magic in EAX\n"
+s_boot:    .asciz "boot="
+        .balign 8
+null_idt:  .word  0
+           .long  0
+        .set    BOOT_COUNTER, 0x500000
 
         .bss
         .balign 16
