@@ -142,31 +142,24 @@ void Cpu::raise_fault(uint8_t vector, uint32_t error_code, uint64_t cr2) {
 }
 
 bool Cpu::cond(unsigned cc) const {
-    bool r;
-    // Fast path: the flags come from a SUB/CMP without carry; compare the operands directly.
-    if (lf.op == FlagOp::Sub && !lf.carry_in && (cc >> 1) != 0 && (cc >> 1) != 5 && (cc >> 1) != 4) {
-        unsigned sh = 64 - lf.width * 8;
-        int64_t sa = int64_t(lf.a << sh) >> sh, sb = int64_t(lf.b << sh) >> sh;
-        switch (cc >> 1) {
-            case 1: r = lf.a < lf.b; break;               // B
-            case 2: r = lf.a == lf.b; break;              // E
-            case 3: r = lf.a <= lf.b; break;              // BE
-            case 6: r = sa < sb; break;                   // L
-            default: r = sa <= sb; break;                 // LE
-        }
-        return r ^ (cc & 1);
+    switch (cc & 15) {
+        case 0: return cond<0>();
+        case 1: return cond<1>();
+        case 2: return cond<2>();
+        case 3: return cond<3>();
+        case 4: return cond<4>();
+        case 5: return cond<5>();
+        case 6: return cond<6>();
+        case 7: return cond<7>();
+        case 8: return cond<8>();
+        case 9: return cond<9>();
+        case 10: return cond<10>();
+        case 11: return cond<11>();
+        case 12: return cond<12>();
+        case 13: return cond<13>();
+        case 14: return cond<14>();
+        default: return cond<15>();
     }
-    switch (cc >> 1) {
-        case 0: r = of(); break;
-        case 1: r = cf(); break;
-        case 2: r = zf(); break;
-        case 3: r = cf() || zf(); break;
-        case 4: r = sf(); break;
-        case 5: r = pf(); break;
-        case 6: r = sf() != of(); break;
-        default: r = zf() || (sf() != of()); break;
-    }
-    return r ^ (cc & 1);
 }
 
 // ---- block lookup --------------------------------------------------------------------------------

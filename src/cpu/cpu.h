@@ -209,12 +209,10 @@ public:
 
     // ---- flags -------------------------------------------------------------------------------
     void set_lazy(FlagOp op, unsigned width, uint64_t res, uint64_t a, uint64_t b, uint8_t carry = 0) {
-        lf.op = op;
-        lf.width = uint8_t(width);
+        lf.set_meta(op, width, carry);
         lf.res = res;
         lf.a = a;
         lf.b = b;
-        lf.carry_in = carry;
     }
     bool cf() const { return lf.op == FlagOp::None ? (s.rflags & fl::CF) : lazy_cf(lf); }
     bool zf() const { return lf.op == FlagOp::None ? (s.rflags & fl::ZF) : lazy_zf(lf); }
@@ -226,7 +224,7 @@ public:
     void sync_flags() {
         if (lf.op != FlagOp::None) {
             s.rflags = (s.rflags & ~fl::kArith) | lazy_all(lf);
-            lf.op = FlagOp::None;
+            lf.set_none();
         }
     }
     uint64_t rflags() {
@@ -238,7 +236,47 @@ public:
         sync_flags();
         s.rflags = (s.rflags & ~mask) | (bits & mask);
     }
+    // Condition code cc (flags.h Cond) true? cond<CC>() for a condition known at compile time
+    // (the Jcc handlers are specialised per condition).
     bool cond(unsigned cc) const;
+    template <unsigned CC> bool cond() const {
+        constexpr unsigned k = CC >> 1;
+        bool r;
+        if constexpr (k != 0 && k != 4 && k != 5) {
+            // Flags from SUB/CMP without carry: compare the recorded operands directly.
+            if (lf.op == FlagOp::Sub && !lf.carry_in) {
+                if constexpr (k == 1) r = lf.a < lf.b;         // B
+                else if constexpr (k == 2) r = lf.a == lf.b;   // E
+                else if constexpr (k == 3) r = lf.a <= lf.b;   // BE
+                else {
+                    unsigned sh = 64 - lf.width * 8;
+                    int64_t sa = int64_t(lf.a << sh) >> sh, sb = int64_t(lf.b << sh) >> sh;
+                    if constexpr (k == 6) r = sa < sb;          // L
+                    else r = sa <= sb;                          // LE
+                }
+                return r ^ (CC & 1);
+            }
+        }
+        if (lf.op == FlagOp::Logic) {
+            // AND/OR/XOR/TEST: CF = OF = 0, so only ZF, SF, PF of the result matter.
+            bool z = lf.res == 0, sg = lf.res >> (lf.width * 8 - 1) & 1;
+            if constexpr (k == 0 || k == 1) r = false;       // O, B
+            else if constexpr (k == 2 || k == 3) r = z;      // E, BE
+            else if constexpr (k == 4 || k == 6) r = sg;     // S, L
+            else if constexpr (k == 5) r = parity_even(lf.res);
+            else r = z || sg;                                // LE
+            return r ^ (CC & 1);
+        }
+        if constexpr (k == 0) r = of();
+        else if constexpr (k == 1) r = cf();
+        else if constexpr (k == 2) r = zf();
+        else if constexpr (k == 3) r = cf() || zf();
+        else if constexpr (k == 4) r = sf();
+        else if constexpr (k == 5) r = pf();
+        else if constexpr (k == 6) r = sf() != of();
+        else r = zf() || (sf() != of());
+        return r ^ (CC & 1);
+    }
 
     // ---- registers ---------------------------------------------------------------------------
     // 8-bit register read/write honouring AH..BH (Insn register numbering).

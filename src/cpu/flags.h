@@ -10,7 +10,9 @@
 // record back into rflags (PUSHF, LAHF, interrupts, the end of a run).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/state.h"
 
@@ -30,9 +32,22 @@ struct LazyFlags {
     FlagOp op = FlagOp::None;
     uint8_t width = 8;     // operand width in bytes
     uint8_t carry_in = 0;  // ADC/SBB carry in; INC/DEC: the preserved CF
+    uint8_t pad_ = 0;
+
+    // op, width and carry_in are always written together, as one 32-bit store: a reader that loads
+    // them as one word (the compiler merges the loads in Cpu::cond) would otherwise wait for three
+    // byte stores to drain (a failed store-to-load forwarding costs more than the flag logic).
+    void set_meta(FlagOp o, unsigned w, uint8_t carry) {
+        uint32_t m = uint32_t(o) | uint32_t(w) << 8 | uint32_t(carry) << 16;
+        static_assert(offsetof(LazyFlags, pad_) == offsetof(LazyFlags, op) + 3);
+        std::memcpy(&op, &m, 4);
+    }
+    // rflags holds the status flags now.
+    void set_none() { set_meta(FlagOp::None, width, carry_in); }
 };
 
-inline bool parity_even(uint64_t v) { return !(__builtin_popcount(unsigned(v & 0xff)) & 1); }
+// PF: the low byte of the result has an even number of set bits.
+inline bool parity_even(uint64_t v) { return !__builtin_parity(unsigned(v & 0xff)); }
 
 // The individual flags, derived from a LazyFlags record (op != None).
 inline bool lazy_cf(const LazyFlags& f) {
@@ -66,9 +81,33 @@ inline bool lazy_af(const LazyFlags& f) {
     }
 }
 
+// All six status flags at once, with a single dispatch on the operation (PUSHF, interrupts, and
+// every eager flag producer that keeps some flags: rotates, BT, ADCX...).
 inline uint64_t lazy_all(const LazyFlags& f) {
-    return (lazy_cf(f) ? fl::CF : 0) | (parity_even(f.res) ? fl::PF : 0) | (lazy_af(f) ? fl::AF : 0) |
-           (lazy_zf(f) ? fl::ZF : 0) | (lazy_sf(f) ? fl::SF : 0) | (lazy_of(f) ? fl::OF : 0);
+    const unsigned top = f.width * 8 - 1;
+    const uint64_t sb = 1ull << top;
+    uint64_t r = (parity_even(f.res) ? fl::PF : 0) | (f.res == 0 ? fl::ZF : 0) | ((f.res >> top & 1) << 7);
+    static_assert(fl::AF == 0x10 && fl::SF == 0x80 && fl::CF == 1 && fl::OF == 0x800);
+    switch (f.op) {
+        case FlagOp::Add:
+            r |= (f.a ^ f.b ^ f.res) & fl::AF;
+            r |= uint64_t(f.carry_in ? f.res <= f.a : f.res < f.a);
+            r |= ((f.a ^ f.res) & (f.b ^ f.res) & sb) ? fl::OF : 0;
+            break;
+        case FlagOp::Sub:
+            r |= (f.a ^ f.b ^ f.res) & fl::AF;
+            r |= uint64_t(f.carry_in ? f.a <= f.b : f.a < f.b);
+            r |= ((f.a ^ f.b) & (f.a ^ f.res) & sb) ? fl::OF : 0;
+            break;
+        case FlagOp::Inc:
+            r |= uint64_t(f.carry_in & 1) | ((f.res & 0xf) == 0 ? fl::AF : 0) | (f.res == sb ? fl::OF : 0);
+            break;
+        case FlagOp::Dec:
+            r |= uint64_t(f.carry_in & 1) | ((f.res & 0xf) == 0xf ? fl::AF : 0) | (f.res == sb - 1 ? fl::OF : 0);
+            break;
+        default: break;  // Logic: CF = OF = AF = 0
+    }
+    return r;
 }
 
 // Condition codes in encoding order (SDM Vol. 1, Appendix B): the low nibble of Jcc/SETcc/CMOVcc.

@@ -26,7 +26,7 @@ template <int W> constexpr unsigned kLog2Bits = W == 1 ? 3 : W == 2 ? 4 : W == 4
 
 inline void set_status(Cpu& c, uint64_t bits) {
     c.s.rflags = (c.s.rflags & ~fl::kArith) | bits;
-    c.lf.op = FlagOp::None;
+    c.lf.set_none();
 }
 inline uint64_t if_(bool b, uint64_t f) { return b ? f : 0; }
 template <int W> inline bool msb(U<W> v) { return v >> (kBits<W> - 1); }

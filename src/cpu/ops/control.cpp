@@ -42,8 +42,9 @@ template <int BW> inline uint64_t target(Cpu& c, uint64_t v) {
 
 template <int BW> void jmp_rel(Cpu& c, const Insn& i) { c.next_rip = target<BW>(c, c.next_rip + i.imm); }
 
-template <int BW> void jcc_rel(Cpu& c, const Insn& i) {
-    if (c.cond(i.aux)) c.next_rip = target<BW>(c, c.next_rip + i.imm);
+// Specialised per condition code CC (the low nibble of the opcode), so the flag test is inline.
+template <int BW, unsigned CC> void jcc_rel(Cpu& c, const Insn& i) {
+    if (c.cond<CC>()) c.next_rip = target<BW>(c, c.next_rip + i.imm);
 }
 
 // JMP r/m: the target is read at the branch operand size and zero-extended.
@@ -105,7 +106,10 @@ template <template <int> class H> Handler by_bw(unsigned bw) {
 }
 
 template <int BW> struct JmpRel { static constexpr Handler fn = &jmp_rel<BW>; };
-template <int BW> struct JccRel { static constexpr Handler fn = &jcc_rel<BW>; };
+template <int BW, unsigned... CC> constexpr Handler kJcc[16] = {&jcc_rel<BW, CC>...};
+template <int BW> constexpr const Handler* jcc_table() {
+    return kJcc<BW, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15>;
+}
 template <int BW> struct JmpIndR { static constexpr Handler fn = &jmp_ind<BW, kOpReg>; };
 template <int BW> struct JmpIndM { static constexpr Handler fn = &jmp_ind<BW, kOpMem>; };
 template <bool L64> struct Call {
@@ -128,8 +132,10 @@ Handler select_jmp(const DecodeCtx& d) {
 
 Handler select_jcc(const DecodeCtx& d) {
     // The condition is the low nibble of the opcode (70+cc, 0F 80+cc).
-    d.insn.aux = d.zi.opcode & 0xf;
-    return by_bw<JccRel>(branch_width(d));
+    unsigned cc = d.zi.opcode & 0xf;
+    d.insn.aux = uint16_t(cc);
+    unsigned bw = branch_width(d);
+    return (bw == 2 ? jcc_table<2>() : bw == 4 ? jcc_table<4>() : jcc_table<8>())[cc];
 }
 
 template <bool L64> Handler select_call_l(const DecodeCtx& d) {

@@ -33,7 +33,7 @@ template <int W> inline void mul_flags(Cpu& c, U<W> lo, bool ovf) {
     }
     uint64_t f = fl::CF | fl::OF | (lo == 0 ? fl::ZF : 0) | (S<W>(lo) < 0 ? fl::SF : 0) | (parity_even(lo) ? fl::PF : 0);
     c.s.rflags = (c.s.rflags & ~fl::kArith) | f;
-    c.lf.op = FlagOp::None;
+    c.lf.set_none();
 }
 
 // The accumulator pair: AL/AH (as AX) for bytes, rDX:rAX otherwise.
@@ -118,7 +118,7 @@ template <int W, uint8_t SK, bool kThree> void imul_n(Cpu& c, const Insn& i) {
 inline void div_flags(Cpu& c) {
     uint64_t f = fl::AF | (c.cf() ? fl::CF : 0) | (c.of() ? fl::OF : 0);  // two flags, not all six
     c.s.rflags = (c.s.rflags & ~fl::kArith) | f;
-    c.lf.op = FlagOp::None;
+    c.lf.set_none();
 }
 
 template <int W, uint8_t SK> void div(Cpu& c, const Insn& i) {

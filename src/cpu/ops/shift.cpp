@@ -28,7 +28,7 @@ namespace {
 // materialise it first.
 inline void set_status(Cpu& c, uint64_t bits) {
     c.s.rflags = (c.s.rflags & ~fl::kArith) | bits;
-    c.lf.op = FlagOp::None;
+    c.lf.set_none();
 }
 
 template <int W> constexpr unsigned kBits = 8 * W;
