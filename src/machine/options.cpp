@@ -35,7 +35,7 @@ const char* const kVmUsage =
     "  -serial stdio|file:PATH|none|null|chardev:ID   the next ISA serial port's backend\n"
     "  -chardev stdio,id=ID | file,id=ID,path=PATH | null,id=ID\n"
     "  -device isa-debug-exit[,iobase=N][,iosize=N]   a write of V exits with status (V<<1)|1\n"
-    "  -drive id=ID,file=PATH,format=raw,if=none[,readonly=on][,discard=unmap]   a raw disk image\n"
+    "  -drive id=ID,file=PATH,format=raw,if=none[,readonly=on][,discard=ignore]   a raw disk image\n"
     "  -device virtio-blk-device,drive=ID[,serial=S]  a virtio disk (/dev/vdX)\n"
     "  -netdev user,id=ID[,hostfwd=tcp::HOSTPORT-:GUESTPORT...]   user-mode network (libslirp)\n"
     "  -netdev tap,id=ID[,ifname=NAME],script=no,downscript=no       a host tap interface\n"
@@ -184,8 +184,8 @@ std::string parse_device(const std::string& arg, VmConfig& c) {
                 if (!parse_uint(v, 0xffff, n)) return fmt::format("-device isa-debug-exit: iobase={}: expected a port number", v);
                 x.iobase = uint16_t(n);
             } else if (k == "iosize") {
-                if (!parse_uint(v, 0x10000, n) || n == 0)
-                    return fmt::format("-device isa-debug-exit: iosize={}: expected a size from 1", v);
+                if (!parse_uint(v, 0xffff, n) || n == 0)
+                    return fmt::format("-device isa-debug-exit: iosize={}: expected a size from 1 to 0xffff", v);
                 x.iosize = uint16_t(n);
             } else if (k != "id") {
                 return fmt::format("-device isa-debug-exit: unknown property '{}' (iobase, iosize)", k);

@@ -311,6 +311,8 @@ TEST_CASE("options: firmware, direct boot and isa-debug-exit") {
     CHECK(c->devices[0].driver == "isa-debug-exit");
     CHECK_FALSE(parse_options({"-device", "isa-debug-exit,iobase=0x10000"}, err));
     CHECK_FALSE(parse_options({"-device", "isa-debug-exit,iobase=0xfffe,iosize=4"}, err));
+    CHECK_FALSE(parse_options({"-device", "isa-debug-exit,iobase=0,iosize=0x10000"}, err));
+    CHECK_FALSE(parse_options({"-device", "isa-debug-exit,iosize=0"}, err));
     CHECK_FALSE(parse_options({"-device", "isa-debug-exit,colour=red"}, err));
     CHECK_FALSE(parse_options({"-device", "no-such-device"}, err));
     CHECK(err.find("no-such-device") != std::string::npos);
