@@ -436,8 +436,8 @@ void Microvm::reset_machine() {
     }
     fw_cfg_->reset();
     virtio_->reset();
+    if (!vcpus_.empty()) vcpus_[0]->cpu->code().invalidate_all();  // shared by every vCPU
     for (auto& v : vcpus_) {
-        v->cpu->code().invalidate_all();
         v->cpu->reset();
         v->lapic->reset();
     }
@@ -475,9 +475,11 @@ uint8_t* Microvm::firmware_at(uint64_t addr, uint64_t* avail) {
 
 void Microvm::code_written(uint64_t addr, uint64_t len) {
     if (len == 0) return;
+    // The code cache is shared by the vCPUs: one invalidation retires the page's blocks for all;
+    // every vCPU also leaves the block it is in (the running one may have just been overwritten).
     auto drop = [&](uint64_t page) {
-        for (auto& v : vcpus_)
-            if (v->cpu->code().page_has_code(page)) v->cpu->code_page_written(page);
+        if (vcpus_.empty() || !vcpus_[0]->cpu->code().page_has_code(page)) return;
+        for (auto& v : vcpus_) v->cpu->code_page_written(page);
     };
     for (uint64_t p = addr & cpu::kPageMask; p < addr + len; p += cpu::kPageSize) {
         drop(p);
