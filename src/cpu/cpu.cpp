@@ -178,21 +178,21 @@ void Cpu::flush_jump_cache() {
     jump_log_n_ = 0;
     jump_log_full_ = false;
     code_gen_ = code_->generation();
+    link_epoch_ = code_->new_epoch();  // cross-page links made before are void
 }
 
-Block* Cpu::find_block() {
-    uint64_t lin = s.seg[CS].base + s.rip;
-    if (mode_ != Mode::Long64) {
-        if (s.rip > s.seg[CS].limit) raise_fault(kGP, 0);  // CS limit (SDM Vol. 3, 5.3)
-        lin = uint32_t(lin);
-    }
-    // Blocks retired since the jump cache was filled (by any CPU sharing the code cache)?
-    if (code_->generation() != code_gen_) [[unlikely]]
-        flush_jump_cache();
+Block* Cpu::find_block(uint64_t lin, uint64_t tag) {
     JumpEntry& e = jump_[tlb_ctx][jump_index(lin)];
-    if (e.tag == (lin << 3 | uint64_t(mode_))) [[likely]]
+    if (e.tag == tag) [[likely]]
         return e.block;
     return find_block_slow(lin, e);
+}
+
+// Remember `to` as a successor of `from` (which ran from linear page from_page), see BlockLink.
+void Cpu::link_block(Block* from, uint64_t from_page, uint64_t lin, uint64_t tag, Block* to) {
+    bool same_page = (lin & kPageMask) == from_page && to->page2 == 1;
+    unsigned k = from->link[0].tag == tag ? 0 : from->link[1].tag == tag ? 1 : (from->link_victim ^= 1);
+    from->link[k] = BlockLink{tag, same_page ? 0 : link_epoch_ | tlb_ctx, to};
 }
 
 Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
@@ -243,11 +243,14 @@ Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
             decode_one(bytes, avail, mode_, insn);
             if (insn.len == 0) insn.len = 1;  // undecodable: #UD at this address
             nb->insns.push_back(insn);
+            nb->n++;
             at += insn.len;
             if ((insn.info & info::kEndsBlock) || nb->insns.size() >= kMaxInsns || nb->page2 != 1 ||
                 (at & ~kPageMask) == 0)
                 break;
         }
+        const Insn& last = nb->insns.back();
+        nb->chains = (last.info & info::kNearBranch) || !(last.info & info::kEndsBlock);
         // Stores the block and write-protects its page(s) in every CPU's write TLB.
         b = code_->insert(std::move(nb));
         if (code_->generation() != code_gen_) flush_jump_cache();  // insert() retired a block
@@ -270,6 +273,10 @@ void Cpu::code_page_written(uint64_t page) {
 // ---- run loop ------------------------------------------------------------------------------------
 
 StopReason Cpu::run_blocks(uint64_t limit) {
+    // The block run last, when its successor may be linked to it (it ran to its end, without an
+    // exit request, and ends with a near branch or runs into the next block), and its linear page.
+    Block* prev = nullptr;
+    uint64_t prev_page = 0;
     while (icount < limit) {
         slice_end_ = limit;
         // External events, single-step traps and interrupt shadows are looked at between blocks
@@ -282,12 +289,40 @@ StopReason Cpu::run_blocks(uint64_t limit) {
             }
             service_events();
             if (shutdown) return StopReason::Shutdown;
+            prev = nullptr;
         }
         if (halted || wait_for_sipi) return StopReason::Halt;
         code_->collect();
-        Block* b = find_block();
+        uint64_t lin = s.seg[CS].base + s.rip;
+        if (mode_ != Mode::Long64) {
+            if (s.rip > s.seg[CS].limit) raise_fault(kGP, 0);  // CS limit (SDM Vol. 3, 5.3)
+            lin = uint32_t(lin);
+        }
+        // Blocks retired since the jump cache was filled (by any CPU sharing the code cache)?
+        if (code_->generation() != code_gen_) [[unlikely]] {
+            flush_jump_cache();
+            prev = nullptr;
+        }
+        const uint64_t tag = lin << 3 | uint64_t(mode_);
+        Block* b;
+        if (prev) {
+            const uint64_t gen = link_epoch_ | tlb_ctx;
+            const BlockLink* l = prev->link;
+            if (l[0].tag == tag && (l[0].gen == 0 || l[0].gen == gen)) {
+                b = l[0].to;
+            } else if (l[1].tag == tag && (l[1].gen == 0 || l[1].gen == gen)) {
+                b = l[1].to;
+            } else {
+                b = find_block(lin, tag);
+                link_block(prev, prev_page, lin, tag, b);
+            }
+        } else {
+            b = find_block(lin, tag);
+        }
         const Insn* i = b->insns.data();
-        const Insn* end = i + std::min<uint64_t>(b->insns.size(), slice_end_ - icount);
+        const uint32_t n = b->n;
+        const uint64_t room = slice_end_ - icount;
+        const Insn* end = i + (room < n ? room : n);
         exit_request = false;
         do {
             next_rip = s.rip + i->len;
@@ -295,6 +330,8 @@ StopReason Cpu::run_blocks(uint64_t limit) {
             s.rip = next_rip;
             ++icount;
         } while (++i != end && !exit_request);
+        prev = (b->chains && !exit_request && i == b->insns.data() + n) ? b : nullptr;
+        prev_page = lin & kPageMask;
     }
     return halted ? StopReason::Halt : StopReason::Limit;
 }

@@ -335,8 +335,11 @@ public:
     void flush_jump_cache();
 
 private:
-    Block* find_block();
+    // The block at linear address `lin` (tag = its jump-cache tag) through the jump cache, else the
+    // code cache, else decoded now.
+    Block* find_block(uint64_t lin, uint64_t tag);
     Block* find_block_slow(uint64_t lin, JumpEntry& e);
+    void link_block(Block* from, uint64_t from_page, uint64_t lin, uint64_t tag, Block* to);
     StopReason run_blocks(uint64_t limit);
     void handle_fault();
     // Exception/interrupt plumbing (exceptions.cpp).
@@ -364,6 +367,7 @@ private:
     Mode mode_ = Mode::Real;
     std::shared_ptr<CodeCache> code_;
     uint64_t code_gen_ = 0;  // the code cache's generation() the jump cache is valid for
+    uint64_t link_epoch_ = 0;  // cross-page block links made under this value are valid (BlockLink)
     JumpEntry jump_[kTlbContexts][kJumpSize];
 
     // Fill logs: which TLB / jump-cache entries were filled since the last full flush. Every valid

@@ -173,6 +173,17 @@ bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out) {
     if (zi.attributes & ZYDIS_ATTRIB_HAS_REX) out.prefix |= pfx::kRex;
     if (zi.raw.rex.W) out.prefix |= pfx::kRexW;
     if (ends_block(zi)) out.info |= info::kEndsBlock;
+    switch (zi.meta.category) {
+        case ZYDIS_CATEGORY_COND_BR:
+        case ZYDIS_CATEGORY_UNCOND_BR:
+        case ZYDIS_CATEGORY_CALL:
+        case ZYDIS_CATEGORY_RET:
+            if (zi.meta.branch_type != ZYDIS_BRANCH_TYPE_FAR && zi.mnemonic != ZYDIS_MNEMONIC_IRET &&
+                zi.mnemonic != ZYDIS_MNEMONIC_IRETD && zi.mnemonic != ZYDIS_MNEMONIC_IRETQ)
+                out.info |= info::kNearBranch;
+            break;
+        default: break;
+    }
 
     bool have_mem = false, have_imm = false;
     unsigned n = 0;

@@ -70,6 +70,18 @@ bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out);
 // Disassemble one instruction at `rip` in Intel syntax (for traces and test failure reports).
 std::string disassemble(const uint8_t* bytes, size_t avail, Mode mode, uint64_t rip);
 
+// A direct link from a block to the block that followed it (Cpu::run_blocks), so the next block is
+// found without the jump cache. Valid when the next instruction's jump-cache tag is `tag` and either
+// gen is 0 (a successor on the same linear page: its translation is the one the block itself was
+// just reached through, and the two blocks can only be retired together) or gen is the running
+// CPU's link epoch | TLB context (a successor on another page: valid until that CPU's next TLB or
+// jump-cache flush, which draws a new epoch; epochs are unique across the CPUs of a cache).
+struct BlockLink {
+    uint64_t tag = ~0ull;
+    uint64_t gen = ~0ull;
+    Block* to = nullptr;
+};
+
 // A basic block: straight-line decoded instructions starting at linear address `lin`.
 struct Block {
     uint64_t lin = 0;     // linear address of the first instruction
@@ -77,6 +89,12 @@ struct Block {
     uint64_t page2 = 1;   // second physical page touched (last instruction crosses a page), or 1
     Mode mode = Mode::Long64;
     bool valid = true;
+    // The block ends with a near branch or runs into the next block: when it ran to its end without
+    // an exit request, its successor may be linked (CS, the mode and the privilege are unchanged).
+    bool chains = false;
+    uint8_t link_victim = 0;  // the link slot replaced next
+    uint32_t n = 0;           // insns.size()
+    BlockLink link[2];        // the last successors (a Jcc has two; a RET alternates)
     std::vector<Insn> insns;
 };
 
@@ -107,7 +125,8 @@ struct Block {
 // code was decoded, which is allowed); (2) collect() may free a block only once every CPU has passed
 // a block boundary after its retirement (epoch-based reclamation: each CPU publishes the generation
 // it last synchronised with; a block retired at generation g is freed when every running CPU has
-// published a generation > g).
+// published a generation > g). Block links (BlockLink) are written by the CPU that runs the block;
+// with threads a link would be published as one atomic 16-byte store (or be per CPU).
 class CodeCache {
 public:
     CodeCache() = default;
@@ -135,12 +154,15 @@ public:
     // Changes whenever a block is retired: a jump cache filled under another value may point at a
     // retired block.
     uint64_t generation() const { return generation_; }
+    // A fresh link epoch (BlockLink) for a CPU that flushed its jump cache: multiples of 4, > 0.
+    uint64_t new_epoch() { return epoch_ += 4; }
 
 private:
     static uint64_t key(uint64_t phys, Mode mode) { return phys * 8 + uint64_t(mode); }
     void unlink(Block* b, uint64_t except_page);
     std::vector<Cpu*> cpus_;
     uint64_t generation_ = 1;
+    uint64_t epoch_ = 0;
     std::unordered_map<uint64_t, std::unique_ptr<Block>> by_phys_;
     std::unordered_map<uint64_t, std::vector<Block*>> pages_;
     std::vector<std::unique_ptr<Block>> graveyard_;

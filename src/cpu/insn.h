@@ -43,6 +43,8 @@ constexpr uint8_t kMemWrite = 2;   // the memory operand is written (or read and
                                    // 64-bit mode lin() checks it against the segment's write range
 constexpr uint8_t kSsMem = 4;      // the memory operand is SS-relative (also in 64-bit mode, where
                                    // a non-canonical address then raises #SS(0), not #GP(0))
+constexpr uint8_t kNearBranch = 8; // near JMP/Jcc/CALL/RET/LOOP/JrCXZ: changes only RIP (and RSP), never
+                                   // CS, the mode or the privilege, so the run loop may chain blocks
 }
 
 struct Insn {

@@ -298,3 +298,90 @@ TEST_CASE("code cache: write protection reaches a CPU whose TLB fill log overflo
     m.run(m.c0, kCode);
     CHECK(uint32_t(m.c0.s.gpr[RAX]) == 2);
 }
+
+// ---- block links (Cpu::run_blocks): a block remembers the block that followed it; a link to
+// another linear page must not survive a change of that page's translation, on this CPU or for
+// another CPU that runs the same block under different page tables. ----
+
+namespace {
+
+// 0x380000: jmp 0x381000 (another page); 0x381000: mov eax, 1; ret. 0x382000: mov eax, 2; ret.
+void load_cross_page(machine::SnippetEnv& env) {
+    auto jmp = assemble([](Xbyak::CodeGenerator& g) {
+        g.db(0xe9);
+        g.dd(0x1000 - 5);  // jmp rel32 to 0x381000
+    });
+    env.poke(0x380000, jmp.data(), jmp.size());
+    auto f1 = mov_eax(1), f2 = mov_eax(2);
+    f1[5] = f2[5] = 0xc3;  // ret instead of hlt
+    env.poke(0x381000, f1.data(), f1.size());
+    env.poke(0x382000, f2.data(), f2.size());
+}
+
+}  // namespace
+
+TEST_CASE("block links: a cross-page link does not survive INVLPG or MOV CR3 of its target page") {
+    for (bool invlpg : {false, true}) {
+        CAPTURE(invlpg);
+        machine::SnippetEnv env;
+        load_cross_page(env);
+        env.load_code(assemble([=](Xbyak::CodeGenerator& g) {
+            using namespace Xbyak::util;
+            g.mov(esi, 0x380000);
+            g.call(rsi);  // links: caller -> 0x380000 -> 0x381000
+            g.mov(ebx, eax);
+            g.call(rsi);  // through the links
+            g.add(ebx, eax);
+            g.mov(edi, uint32_t(pte_addr(0x381000)));
+            g.mov(eax, 0x382003);  // 0x381000 now maps physical 0x382000
+            g.mov(qword[rdi], rax);
+            if (invlpg) {
+                g.mov(edi, 0x381000);
+                g.db(0x0f), g.db(0x01), g.db(0x3f);  // invlpg [rdi]
+            } else {
+                g.db(0x0f), g.db(0x20), g.db(0xd8);  // mov rax, cr3
+                g.db(0x0f), g.db(0x22), g.db(0xd8);  // mov cr3, rax
+            }
+            g.call(rsi);
+            g.hlt();
+        }));
+        REQUIRE(env.run(1000) == StopReason::Halt);
+        CHECK(uint32_t(env.cpu().s.gpr[RBX]) == 2);
+        CHECK(uint32_t(env.cpu().s.gpr[RAX]) == 2);
+    }
+}
+
+TEST_CASE("block links: CPUs with different page tables do not share cross-page links") {
+    TwoCpus m;
+    load_cross_page(m.env);
+    // CPU 1's page tables: a copy of the snippet's where 0x381000 maps physical 0x382000.
+    // PML4 0x7000 -> PDPT 0x8000 -> PD 0x9000 (a copy) -> the 2-4 MiB page table copied to 0xa000.
+    std::vector<uint8_t> page(4096);
+    auto copy = [&](uint64_t from, uint64_t to) {
+        m.env.peek(from, page.data(), 4096);
+        m.env.poke(to, page.data(), 4096);
+    };
+    copy(0x3000, 0x9000);
+    copy(0x5000, 0xa000);
+    auto put = [&](uint64_t addr, uint64_t v) { m.env.poke(addr, &v, 8); };
+    put(0x7000, 0x8003);
+    put(0x8000, 0x9003);
+    put(0x9000 + 8, 0xa003);                            // PD entry 1: 2-4 MiB
+    put(0xa000 + ((0x381000 - 0x200000) >> 12) * 8, 0x382003);
+    m.c1.s.cr3 = 0x7000;
+    m.c1.tlb_flush();
+    auto caller = assemble([](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        g.mov(esi, 0x380000);
+        g.call(rsi);
+        g.call(rsi);
+        g.hlt();
+    });
+    m.load(kCode, caller);
+    m.run(m.c0, kCode);  // CPU 0 links 0x380000 -> its 0x381000 block (physical 0x381000)
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 1);
+    m.run(m.c1, kCode);  // same blocks by physical address, but 0x381000 is physical 0x382000 here
+    CHECK(uint32_t(m.c1.s.gpr[RAX]) == 2);
+    m.run(m.c0, kCode);
+    CHECK(uint32_t(m.c0.s.gpr[RAX]) == 1);
+}
