@@ -95,11 +95,11 @@ inline constexpr bool kHaveUmip = false;        // system: CR4.UMIP
 inline constexpr bool kHaveLa57 = false;        // system: 5-level paging
 inline constexpr bool kHavePcid = false;        // system: CR4.PCIDE, PCIDs in CR3 (leaf 1 ECX.PCID)
 inline constexpr bool kHaveInvpcid = false;     // system: INVPCID
-// IA32_ARCH_CAPABILITIES (MSR 0x10A, leaf 7 EDX[29]) reading kArchCapabilities (above). Needs the
-// MSR in ops/crmsr.cpp. Worth having: without it Linux assumes every speculative-execution bug of an
-// unknown Intel CPU and turns on page-table isolation (a CR3 write, hence a full software-TLB flush,
-// on every kernel entry and exit).
-inline constexpr bool kHaveArchCapabilities = false;
+// IA32_ARCH_CAPABILITIES (MSR 0x10A, leaf 7 EDX[29]) reading kArchCapabilities (above), read-only
+// (ops/crmsr.cpp). Without it Linux assumes every speculative-execution bug of an unknown Intel CPU
+// and turns on page-table isolation (a CR3 write, hence a TLB flush, on every kernel entry and exit)
+// and the MDS buffer clearing (VERW on every return to user mode).
+inline constexpr bool kHaveArchCapabilities = true;
 inline constexpr bool kAdvertiseHypervisor = true;  // leaf 1 ECX[31] and leaves 0x40000000..10
 
 // ---- the feature table ---------------------------------------------------------------------------

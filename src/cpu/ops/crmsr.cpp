@@ -82,7 +82,7 @@ void write_cr4(Cpu& c, uint64_t v) {
 
 namespace msr {
 constexpr uint32_t kTsc = 0x10, kApicBase = 0x1b, kFeatureControl = 0x3a, kTscAdjust = 0x3b,
-                   kBiosSignId = 0x8b, kMtrrCap = 0xfe, kSysenterCs = 0x174, kSysenterEsp = 0x175,
+                   kBiosSignId = 0x8b, kMtrrCap = 0xfe, kArchCapabilities = 0x10a, kSysenterCs = 0x174, kSysenterEsp = 0x175,
                    kSysenterEip = 0x176, kMcgCap = 0x179, kMcgStatus = 0x17a, kMiscEnable = 0x1a0,
                    kMtrrPhysBase0 = 0x200, kMtrrFix64k = 0x250, kMtrrFix16k8 = 0x258, kMtrrFix16kA = 0x259,
                    kMtrrFix4kC0 = 0x268, kPat = 0x277, kMtrrDefType = 0x2ff, kEfer = 0xc0000080,
@@ -113,6 +113,10 @@ bool read_msr(Cpu& c, uint32_t m, uint64_t& v) {
         case msr::kApicBase: v = (s.apic_base & ~0x100ull) | (c.is_bsp ? 0x100 : 0); return true;
         case msr::kTscAdjust: v = s.tsc_adjust; return true;
         case msr::kBiosSignId: v = 0; return true;  // microcode revision 0
+        case msr::kArchCapabilities:  // read-only (SDM Vol. 4, Table 2-2); see cpuid.h
+            if (!cpuid::kHaveArchCapabilities) return false;
+            v = cpuid::kArchCapabilities;
+            return true;
         case msr::kMtrrCap: v = 0x508; return true;  // 8 variable ranges, fixed ranges, WC
         case msr::kSysenterCs: v = s.sysenter_cs; return true;
         case msr::kSysenterEsp: v = s.sysenter_esp; return true;
