@@ -33,7 +33,9 @@ struct DriveSpec {
     std::string id;
     std::string file;
     bool readonly = false;
-    bool discard = false;  // discard=unmap|on: guest discards punch holes; QEMU's default is ignore
+    // Guest discards / write-zeroes with unmap punch holes in the image where the host's file
+    // system can (the default; QEMU's default is discard=ignore); discard=ignore|off turns it off.
+    bool discard = true;
     bool used = false;     // taken by a -device (a drive can back one device)
 };
 

@@ -48,7 +48,7 @@ private:
     bool legacy_;
 };
 
-// A drive opened with discard=ignore (QEMU's default): the guest's discards do not punch holes,
+// A drive opened with discard=ignore (QEMU's default; micro86's is unmap): discards do not punch holes,
 // so the device does not offer DISCARD / WRITE_ZEROES with unmap.
 class NoDiscard : public dev::BlockBackend {
 public:

@@ -324,9 +324,12 @@ def sc_blk(m86, tmp, assets):
         f.write(f"hello {token}\n")
     with open(os.path.join(rotree, "ro.txt"), "w") as f:
         f.write("read-only disk\n")
+    with open(os.path.join(tree, "junk.bin"), "wb") as f:  # deleted and trimmed by the guest
+        f.write(os.urandom(4 << 20))
     img, roimg = os.path.join(tmp, "test.img"), os.path.join(tmp, "ro.img")
     mkfs(img, tree)
     mkfs(roimg, rotree, "8M")
+    allocated_before = os.stat(img).st_blocks * 512
     ro_before = sha256(roimg)
     seq = "".join(f"{i}\n" for i in range(1, 150001)).encode()  # ~1 MB, many sectors
     script = f"""echo CMDLINE=$(cat /proc/cmdline | tr ' ' '\\n' | grep virtio_mmio | tr '\\n' ' ')
@@ -334,6 +337,9 @@ mount -t ext4 /dev/vda /mnt && echo MOUNTED
 echo READ=$(cat /mnt/hello.txt)
 mkdir -p /mnt/sub && echo "written by the guest {token}" > /mnt/sub/new.txt
 seq 1 150000 > /mnt/seq.txt
+rm /mnt/junk.bin; sync
+echo DISCARD_MAX=$(cat /sys/block/vda/queue/discard_max_bytes)
+fstrim /mnt; echo FSTRIM=$?
 sync; umount /mnt && echo UNMOUNTED
 echo RO=$(blockdev --getro /dev/vdb)
 mkdir -p /mnt2; mount -t ext4 -o ro /dev/vdb /mnt2 && echo RO-READ=$(cat /mnt2/ro.txt)
@@ -369,6 +375,15 @@ echo HWRNG=$(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' 
              "the guest's new file is not intact in the image")
     sc.check(debugfs_cat(img, "/seq.txt") == seq, "the guest's 1 MB file differs from the host's seq 1 150000")
     sc.check(fsck_clean(img), "e2fsck finds the image unclean")
+    m = re.search(r"DISCARD_MAX=(\d+)", out)
+    if m and int(m.group(1)) > 0:
+        # The guest's fstrim punched the 4 MiB the deleted file held (less the ~1 MB it wrote).
+        freed = allocated_before - os.stat(img).st_blocks * 512
+        sc.check("FSTRIM=0" in out, "fstrim failed in the guest")
+        sc.check(freed >= 2 << 20, f"fstrim freed {freed} bytes of the image, expected at least 2 MiB")
+        sc.notes.append("discard")
+    else:
+        sc.notes.append("no discard: the host file system cannot punch holes")
     sc.check(sha256(roimg) == ro_before, "the read-only image changed")
     bad = kernel_log_problems(out)
     sc.check(not bad, "kernel log has: " + "; ".join(bad[:3]))

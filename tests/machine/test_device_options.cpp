@@ -88,15 +88,15 @@ TEST_CASE("device options: slots - highest first, bus= picks one, at most eight"
 TEST_CASE("device options: -drive") {
     std::string err;
     auto c = parse({"-kernel", "k", "-drive", "id=a,file=x,,y.img,format=raw,if=none,readonly=on,cache=none", "-drive",
-                    "file=z.img,if=none,discard=unmap", "-device", "virtio-blk-device,drive=a,serial=S1"},
+                    "file=z.img,if=none,discard=ignore", "-device", "virtio-blk-device,drive=a,serial=S1"},
                    &err);
     REQUIRE_MESSAGE(c, err);
     REQUIRE(c->virtio.drives.size() == 2);
     CHECK(c->virtio.drives[0].file == "x,y.img");  // ",," is a literal comma (QEMU's option syntax)
     CHECK(c->virtio.drives[0].readonly);
-    CHECK_FALSE(c->virtio.drives[0].discard);
+    CHECK(c->virtio.drives[0].discard);  // the default
     CHECK(c->virtio.drives[1].id == "none1");
-    CHECK(c->virtio.drives[1].discard);
+    CHECK_FALSE(c->virtio.drives[1].discard);
     CHECK(c->virtio.devices[0].serial == "S1");
 
     CHECK(has(error_of({"-kernel", "k", "-drive", "id=a,file=x.img,format=qcow2,if=none"}), "raw images only"));
