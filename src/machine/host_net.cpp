@@ -12,7 +12,9 @@ bool poll_sources(const std::vector<PollSource*>& sources, const std::vector<int
     const size_t n_read = fds.size();
     int timeout = timeout_ms;
     for (PollSource* s : sources) s->add_poll_fds(fds, timeout);
-    int r = fds.empty() ? 0 : ::poll(fds.data(), nfds_t(fds.size()), timeout);
+    // Nothing to watch (slirp with no open sockets, no terminal): still wait out the timeout, so an
+    // idle board sleeps instead of spinning; with no timeout either there is nothing to wait for.
+    int r = fds.empty() ? (timeout > 0 ? ::poll(nullptr, 0, timeout) : 0) : ::poll(fds.data(), nfds_t(fds.size()), timeout);
     const bool failed = r < 0 && errno != EINTR;
     if (r < 0)
         for (auto& p : fds) p.revents = 0;

@@ -16,6 +16,7 @@ Scenarios (all by default):
             The readonly=on disk refuses writes and is unchanged. /dev/hwrng yields data.
   net       -netdev user with a hostfwd rule: DHCP from slirp, an HTTP fetch from a server on the
             host's loopback (10.0.2.2 in the guest), and a host connection to a server in the guest.
+  idle      an idle guest with virtio devices (slirp without sockets) does not burn a host core.
   reboot    a guest reboot (no -no-reboot) resets the devices: disk and network work
             again in the second boot.
   rng       virtio-rng with -icount: a seeded generator (two runs print identical output); in
@@ -690,11 +691,42 @@ def sc_reboot(m86, tmp, assets):
     return sc
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a running process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sc_idle(m86, tmp, assets):
+    """An idle guest with a network device (slirp with no open socket) and a console does not burn a
+    host core: micro86 sleeps in its poll until a timer, a frame or input is due."""
+    sc = Scenario("idle")
+    kernel, initrd = assets
+    script = "ifconfig eth0 up; echo IDLE-START; sleep 4; echo IDLE-END\n"
+    argv = [m86, *boot_args(kernel, initrd, script), "-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0",
+            "-device", "virtio-serial-device", "-device", "virtio-rng-device"]
+    r = Run(argv)
+    cpu = None
+    if sc.check(r.wait_for("IDLE-START", 120), "the guest did not start idling"):
+        c0, t0 = cpu_seconds(r.p.pid), time.monotonic()
+        if sc.check(r.wait_for("IDLE-END", 60), "the guest did not wake up after its sleep"):
+            cpu = (cpu_seconds(r.p.pid) - c0) / (time.monotonic() - t0)
+    rc = r.wait_exit(60)
+    sc.out, sc.err = r.out, r.stderr
+    sc.check(rc == 0, f"micro86 exit status {rc}")
+    if cpu is not None:
+        sc.check(cpu < 0.3, f"micro86 used {cpu:.0%} of a host core while the guest slept")
+        sc.notes.append(f"{cpu:.0%} of a core while idle")
+    return sc
+
+
 SCENARIOS = {
     "options": (sc_options, False),
     "bad-ring": (sc_bad_ring, False),
     "blk": (sc_blk, True),
     "net": (sc_net, True),
+    "idle": (sc_idle, True),
     "reboot": (sc_reboot, True),
     "rng": (sc_rng, True),
     "console": (sc_console, True),
