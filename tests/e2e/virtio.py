@@ -18,7 +18,8 @@ Scenarios (all by default):
             host's loopback (10.0.2.2 in the guest), and a host connection to a server in the guest.
   idle      an idle guest with virtio devices (slirp without sockets) does not burn a host core.
   reboot    a guest reboot (no -no-reboot) resets the devices: disk and network work
-            again in the second boot; modern register layout (VIRTIO_F_VERSION_1 negotiated).
+            again in the second boot; through qboot on the modern register layout (VERSION_1
+            negotiated) and booted directly on the legacy one.
   rng       virtio-rng with -icount: a seeded generator (two runs print identical output); in
             realtime mode the host's entropy (different bytes).
   console   hvc0 on a terminal (a pty): typed input reaches the guest's shell, Ctrl-A x quits
@@ -667,31 +668,35 @@ def sc_rng(m86, tmp, assets):
 
 def sc_reboot(m86, tmp, assets):
     """A guest reboot without -no-reboot resets the virtio devices with the machine: the disk and the
-    network work again in the next boot (through qboot, which reloads the kernel from fw_cfg). This
-    one uses the modern register layout (force-legacy=false): the driver must negotiate
-    VIRTIO_F_VERSION_1 (feature bit 32)."""
+    network work again in the next boot. Twice: through qboot (which reloads the kernel from fw_cfg)
+    on the modern register layout (force-legacy=false: the drivers must negotiate VIRTIO_F_VERSION_1,
+    feature bit 32), and booted directly on the legacy layout (no VERSION_1)."""
     sc = Scenario("reboot")
     kernel, initrd = assets
     img = os.path.join(tmp, "reboot.img")
     with open(img, "wb") as f:
         f.write(b"reboot-disk-signature".ljust(512, b"\0") + bytes(1 << 20))
     script = DHCP + "echo DISK=$(head -c 21 /dev/vda)\necho V1=$(cut -c33 /sys/bus/virtio/devices/virtio*/features)\n"
-    argv = [m86, *[a for a in boot_args(kernel, initrd, script) if a != "-no-reboot"],
-            "-drive", f"id=d0,file={img},format=raw,if=none", "-device", "virtio-blk-device,drive=d0",
-            "-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0",
-            "-global", "virtio-mmio.force-legacy=false"]
-    r = Run(argv)
-    ok = r.wait_re(r"(?s)M86-RUN-DONE.*M86-RUN-DONE", 300)
-    r.kill()
-    r.wait_exit(10)
-    out = sc.out = r.out
-    sc.err = r.stderr
-    sc.check(ok, "the guest did not boot twice")
-    sc.check(out.count("DISK=reboot-disk-signature") == 2, "the disk was not read in both boots")
-    sc.check(out.count("IP=10.0.2.15") == 2, "no DHCP lease in both boots")
-    sc.check(out.count("V1=1 1") == 2, "the drivers did not negotiate VIRTIO_F_VERSION_1 (modern layout)")
-    bad = kernel_log_problems(out)
-    sc.check(not bad, "kernel log has: " + "; ".join(bad[:3]))
+    for boot, legacy in (([], "false"), (["--direct-boot"], "true")):
+        what = f"{'direct boot' if boot else 'qboot'}, force-legacy={legacy}"
+        argv = [m86, *boot, *[a for a in boot_args(kernel, initrd, script) if a != "-no-reboot"],
+                "-drive", f"id=d0,file={img},format=raw,if=none", "-device", "virtio-blk-device,drive=d0",
+                "-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0",
+                "-global", f"virtio-mmio.force-legacy={legacy}"]
+        r = Run(argv)
+        ok = r.wait_re(r"(?s)M86-RUN-DONE.*M86-RUN-DONE", 300)
+        r.kill()
+        r.wait_exit(10)
+        out = r.out
+        sc.out += out
+        sc.err += r.stderr
+        sc.check(ok, f"{what}: the guest did not boot twice")
+        sc.check(out.count("DISK=reboot-disk-signature") == 2, f"{what}: the disk was not read in both boots")
+        sc.check(out.count("IP=10.0.2.15") == 2, f"{what}: no DHCP lease in both boots")
+        v1 = "1 1" if legacy == "false" else "0 0"
+        sc.check(out.count(f"V1={v1}") == 2, f"{what}: VIRTIO_F_VERSION_1 negotiation is not {v1!r} in both boots")
+        bad = kernel_log_problems(out)
+        sc.check(not bad, f"{what}: kernel log has: " + "; ".join(bad[:3]))
     return sc
 
 
