@@ -86,15 +86,18 @@ inline constexpr bool kHaveLocalApic = true;    // board: xAPIC at IA32_APIC_BAS
 inline constexpr bool kHaveX2apic = true;       // board: x2APIC MSRs 0x800..0x8ff
 inline constexpr bool kHaveTscDeadline = true;  // board: IA32_TSC_DEADLINE timer mode
 inline constexpr bool kHaveArat = true;         // board: APIC timer keeps running in deep C-states
-inline constexpr bool kHaveSysenter = false;    // system: SYSENTER/SYSEXIT and their MSRs
-inline constexpr bool kHaveMtrr = false;        // system: MTRRcap/MTRR MSRs
-inline constexpr bool kHaveFsgsbase = false;    // system: RD/WRFSBASE, RD/WRGSBASE, CR4.FSGSBASE
-inline constexpr bool kHaveSmep = false;        // system: CR4.SMEP in the page walker
-inline constexpr bool kHaveSmap = false;        // system: CR4.SMAP, STAC/CLAC
-inline constexpr bool kHaveUmip = false;        // system: CR4.UMIP
+inline constexpr bool kHaveSysenter = true;     // system: SYSENTER/SYSEXIT and their MSRs
+inline constexpr bool kHaveMtrr = true;         // system: MTRRcap/MTRR MSRs
+inline constexpr bool kHaveFsgsbase = true;     // system: RD/WRFSBASE, RD/WRGSBASE, CR4.FSGSBASE
+inline constexpr bool kHaveSmep = true;         // system: CR4.SMEP in the page walker
+inline constexpr bool kHaveSmap = true;         // system: CR4.SMAP, STAC/CLAC
+inline constexpr bool kHaveUmip = true;         // system: CR4.UMIP
 inline constexpr bool kHaveLa57 = false;        // system: 5-level paging
-inline constexpr bool kHavePcid = false;        // system: CR4.PCIDE, PCIDs in CR3 (leaf 1 ECX.PCID)
-inline constexpr bool kHaveInvpcid = false;     // system: INVPCID
+inline constexpr bool kHavePcid = true;         // system: CR4.PCIDE, PCIDs in CR3 (leaf 1 ECX.PCID)
+inline constexpr bool kHaveInvpcid = true;      // system: INVPCID
+// IA32_TSC_ADJUST (MSR 0x3B, SDM Vol. 3, 18.17.3): 0 at RESET, kept by INIT; a write adds the
+// difference to the TSC, a write to IA32_TSC adds the TSC's change to it (ops/crmsr.cpp).
+inline constexpr bool kHaveTscAdjust = true;
 // IA32_ARCH_CAPABILITIES (MSR 0x10A, leaf 7 EDX[29]) reading kArchCapabilities (above), read-only
 // (ops/crmsr.cpp). Without it Linux assumes every speculative-execution bug of an unknown Intel CPU
 // and turns on page-table isolation (a CR3 write, hence a TLB flush, on every kernel entry and exit)
@@ -154,6 +157,7 @@ inline constexpr Feature kFeatures[] = {
     {"arat", 6, 0, kEax, 2, kHaveArat, Kind::System},
     // leaf 7.0 EBX
     {"fsgsbase", 7, 0, kEbx, 0, kHaveFsgsbase, Kind::Insn},
+    {"tsc_adjust", 7, 0, kEbx, 1, kHaveTscAdjust, Kind::System},
     {"bmi1", 7, 0, kEbx, 3, true, Kind::Insn},
     {"smep", 7, 0, kEbx, 7, kHaveSmep, Kind::System},
     {"bmi2", 7, 0, kEbx, 8, true, Kind::Insn},

@@ -69,3 +69,53 @@ TEST_CASE("features: IA32_ARCH_CAPABILITIES is advertised, readable and read-onl
     CHECK_FALSE(wrmsr_on(env, kMsrArchCapabilities, v));  // read-only: WRMSR raises #GP
     CHECK(env.cpu().last_fault.vector == kGP);
 }
+
+TEST_CASE("features: IA32_TSC_ADJUST follows SDM Vol. 3, 18.17.3") {
+    machine::SnippetEnv env;
+    REQUIRE(has(env.cpu(), 7, cpuid::kEbx, 1) == cpuid::kHaveTscAdjust);
+    if (!cpuid::kHaveTscAdjust) return;
+    uint64_t v = 1;
+    REQUIRE(rdmsr(env, kMsrTscAdjust, &v));
+    CHECK(v == 0);  // 0 after RESET
+    // rdtsc -> r8; TSC_ADJUST = 1000000; rdtsc -> r9; rdmsr TSC_ADJUST -> r10; TSC = 0 (WRMSR);
+    // rdmsr TSC_ADJUST -> r11; rdtsc -> r12.
+    std::vector<uint8_t> code;
+    auto add = [&](std::initializer_list<uint8_t> b) {
+        for (uint8_t x : b) code.push_back(x);
+    };
+    auto rdtsc_to = [&](uint8_t r) { add({0x0f, 0x31, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0, 0x49, 0x89, uint8_t(0xc0 | r)}); };
+    auto mov_ecx = [&](uint32_t m) { add({0xb9, uint8_t(m), uint8_t(m >> 8), uint8_t(m >> 16), uint8_t(m >> 24)}); };
+    rdtsc_to(0);  // rdtsc; shl rdx, 32; or rax, rdx; mov r8, rax
+    mov_ecx(kMsrTscAdjust);
+    add({0xb8, 0x40, 0x42, 0x0f, 0x00, 0x31, 0xd2, 0x0f, 0x30});  // mov eax, 1000000; xor edx, edx; wrmsr
+    rdtsc_to(1);
+    mov_ecx(kMsrTscAdjust);
+    add({0x0f, 0x32, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0, 0x49, 0x89, 0xc2});  // rdmsr -> r10
+    mov_ecx(kMsrTsc);
+    add({0x31, 0xc0, 0x31, 0xd2, 0x0f, 0x30});  // xor eax, eax; xor edx, edx; wrmsr (TSC = 0)
+    mov_ecx(kMsrTscAdjust);
+    add({0x0f, 0x32, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0, 0x49, 0x89, 0xc3});  // rdmsr -> r11
+    rdtsc_to(4);
+    add({0xf4});
+    env.reset_cpu();
+    env.load_code(code);
+    REQUIRE(env.run(100) == StopReason::Halt);
+    const auto& g = env.cpu().s.gpr;
+    int64_t t0 = int64_t(g[R8]), t1 = int64_t(g[R9]), adj1 = int64_t(g[R10]), adj2 = int64_t(g[R11]),
+            t2 = int64_t(g[R12]);
+    CHECK(adj1 == 1000000);
+    // Writing TSC_ADJUST moved the TSC by the difference (the rest is the few instructions between
+    // the reads; this environment's TSC counts instructions).
+    CHECK(t1 - t0 >= 1000000);
+    CHECK(t1 - t0 < 1000000 + 100);
+    // Writing the TSC (to 0 at a TSC of about t1) changed TSC_ADJUST by the same amount.
+    CHECK(adj2 <= adj1 - t1);
+    CHECK(adj2 > adj1 - t1 - 100);
+    CHECK(t2 >= 0);
+    CHECK(t2 < 100);
+    // INIT keeps IA32_TSC_ADJUST (SDM Vol. 3, Table 10-1 keeps the MSRs); RESET clears it.
+    env.cpu().reset(true);
+    CHECK(env.cpu().s.tsc_adjust == uint64_t(adj2));
+    env.cpu().reset(false);
+    CHECK(env.cpu().s.tsc_adjust == 0);
+}

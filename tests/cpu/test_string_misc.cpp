@@ -759,8 +759,9 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
          }},
         {"fsgsbase",
          [](G& g) {
+             raw(g, {0x0f, 0x20, 0xe1, 0x48, 0x0f, 0xba, 0xe9, 0x10, 0x0f, 0x22, 0xe1});  // CR4.FSGSBASE = 1
              raw(g, {0xf3, 0x48, 0x0f, 0xae, 0xc0});
-         }},  // rdfsbase rax
+         }},  // mov rcx, cr4; bts rcx, 16; mov cr4, rcx; rdfsbase rax
         {"bmi1", [](G& g) { g.andn(g.eax, g.ecx, g.edx); }},
         {"bmi2",
          [](G& g) {
