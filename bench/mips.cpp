@@ -4,7 +4,8 @@
 // with xbyak and run in the flat snippet environment (src/machine/snippet.h) for a fixed number of
 // guest instructions; the best of several runs is reported.
 //
-//   build/bench/bench_mips [seconds-per-workload]     (default 1.0)
+//   build/bench/bench_mips [seconds-per-workload [name]]     (default 1.0; name: run the workloads
+//                                                            whose name contains it)
 #include <fmt/format.h>
 #include <xbyak/xbyak.h>
 
@@ -239,6 +240,7 @@ int main(int argc, char** argv) {
     };
     fmt::print("micro86 interpreter speed (guest MIPS per host CPU second, best of 3, ~{:.1f} s per workload)\n", seconds);
     for (const auto& w : workloads) {
+        if (argc > 2 && std::string(w.name).find(argv[2]) == std::string::npos) continue;
         double mips = measure(w, seconds);
         fmt::print("  {:<9} {:8.1f} MIPS   {}\n", w.name, mips, w.what);
     }

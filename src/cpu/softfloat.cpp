@@ -8,6 +8,8 @@
 // 80-bit format with a smaller precision.
 #include "cpu/softfloat.h"
 
+#include <utility>
+
 namespace m86::cpu::sf {
 namespace {
 
@@ -552,37 +554,256 @@ Wide convert(const Unp& a, const Fmt& to, Env& env, bool report_denormal = true)
     return round_unp(a, to, to.p, env);
 }
 
+// ---- fast paths: binary32/binary64 with normal operands and a normal result ----------------------
+//
+// The common case of SSE arithmetic, with 64-bit integers (binary64 also needs one 64x64->128
+// product or one 128/64 division). Each returns false, having changed nothing, when an operand is
+// zero, denormal, infinite or NaN, or the result could overflow or be tiny: the general path above
+// then computes everything, flags included. For normal operands and a normal result the only
+// possible exception is PE, and DAZ/FTZ have no effect, so both paths give the same bits and flags.
+
+template <class T> struct BinFmt;
+template <> struct BinFmt<uint32_t> {
+    static constexpr int kMan = 23, kBias = 127;
+    static constexpr uint32_t kExpMax = 0xff;
+};
+template <> struct BinFmt<uint64_t> {
+    static constexpr int kMan = 52, kBias = 1023;
+    static constexpr uint32_t kExpMax = 0x7ff;
+};
+
+template <class T> constexpr int kBitsOf = int(sizeof(T) * 8);
+template <class T> inline uint32_t exp_field(T x) { return uint32_t(x >> BinFmt<T>::kMan) & BinFmt<T>::kExpMax; }
+// Biased exponent field of a normal number (1 .. max-1)?
+template <class T> inline bool normal_field(uint32_t e) { return e - 1 < BinFmt<T>::kExpMax - 1; }
+template <class T> inline uint64_t man_of(T x) {
+    return uint64_t(x & ((T(1) << BinFmt<T>::kMan) - 1)) | (1ull << BinFmt<T>::kMan);
+}
+
+// Round S (leading one at bit 63; anything below the kept bits, sticky included, in the low bits)
+// of biased exponent E; false if the result is not normal.
+template <class T> inline bool fast_round(bool sign, int32_t E, uint64_t S, Env& env, T* out) {
+    constexpr int P = BinFmt<T>::kMan + 1;
+    constexpr int32_t kMax = int32_t(BinFmt<T>::kExpMax);
+    if (E < 1 || E >= kMax) return false;
+    uint64_t q = S >> (64 - P), rest = S << P;
+    bool inexact = rest != 0, inc;
+    switch (env.round) {
+        case kNearest: inc = rest > kTop || (rest == kTop && (q & 1)); break;
+        case kUp: inc = !sign && inexact; break;
+        case kDown: inc = sign && inexact; break;
+        default: inc = false; break;
+    }
+    q += inc;
+    if (q >> P) {  // rounded up into the next binade: q was all ones, now 2^P
+        q >>= 1;
+        if (++E >= kMax) return false;
+    }
+    env.rounded_up = inc;
+    if (inexact) env.flags |= kInexact;
+    *out = T(T(sign) << (kBitsOf<T> - 1) | T(E) << BinFmt<T>::kMan | (T(q) & ((T(1) << BinFmt<T>::kMan) - 1)));
+    return true;
+}
+
+template <class T> inline bool is_zero(T x) { return (x << 1) == 0; }
+
+template <class T> inline bool fast_add(T a, T b, bool negate_b, Env& env, T* out) {
+    constexpr int M = BinFmt<T>::kMan;
+    constexpr T kSign = T(1) << (kBitsOf<T> - 1);
+    uint32_t ea = exp_field(a), eb = exp_field(b);
+    if (!normal_field<T>(ea) || !normal_field<T>(eb)) [[unlikely]] {
+        // A zero and a normal number: the normal one, exactly (no flag, DAZ/FTZ do not apply).
+        if (is_zero(a) && normal_field<T>(eb)) return env.rounded_up = false, *out = negate_b ? b ^ kSign : b, true;
+        if (is_zero(b) && normal_field<T>(ea)) return env.rounded_up = false, *out = a, true;
+        return false;
+    }
+    bool sa = a >> (kBitsOf<T> - 1), sb = bool(b >> (kBitsOf<T> - 1)) ^ negate_b;
+    uint64_t A = man_of(a) << (62 - M), B = man_of(b) << (62 - M);  // leading one at bit 62
+    if ((a & ~kSign) < (b & ~kSign)) {  // order by magnitude (the encodings order normal numbers)
+        std::swap(A, B);
+        std::swap(ea, eb);
+        std::swap(sa, sb);
+    }
+    uint32_t d = ea - eb;
+    if (d >= 64) {
+        B = 1;  // sticky only
+    } else if (d) {
+        bool sticky = (B << (64 - d)) != 0;
+        B = (B >> d) | sticky;
+    }
+    // With d <= 62 - M nothing was shifted out (exact, also for cancellation); beyond, the result
+    // keeps its leading bit at 62 or 61, so the sticky bit stays below the rounding position.
+    uint64_t S = sa == sb ? A + B : A - B;
+    if (S == 0) {  // exact cancellation: +0, or -0 when rounding down (SDM Vol. 1, 4.8.3.1)
+        env.rounded_up = false;
+        *out = env.round == kDown ? kSign : 0;
+        return true;
+    }
+    int lz = __builtin_clzll(S);
+    return fast_round<T>(sa, int32_t(ea) + 1 - lz, S << lz, env, out);
+}
+
+template <class T> inline bool fast_mul(T a, T b, Env& env, T* out) {
+    constexpr int M = BinFmt<T>::kMan;
+    uint32_t ea = exp_field(a), eb = exp_field(b);
+    bool sign = (a ^ b) >> (kBitsOf<T> - 1);
+    if (!normal_field<T>(ea) || !normal_field<T>(eb)) [[unlikely]] {
+        // A zero times a normal number: a zero with the sign of the product, exactly.
+        if ((is_zero(a) && normal_field<T>(eb)) || (is_zero(b) && normal_field<T>(ea))) {
+            env.rounded_up = false;
+            return *out = T(sign) << (kBitsOf<T> - 1), true;
+        }
+        return false;
+    }
+    u128 P = u128(man_of(a)) * man_of(b);  // leading one at bit 2M or 2M+1
+    int lz = clz128(P);
+    uint64_t hi = uint64_t((P << lz) >> 64), lo = uint64_t(P << lz);
+    // value = P * 2^(ea + eb - 2 bias - 2M); the leading bit (127 - lz) has weight 2^(127 - lz - 2M).
+    int32_t E = int32_t(ea + eb) - BinFmt<T>::kBias + 127 - lz - 2 * M;
+    return fast_round<T>(sign, E, hi | (lo != 0), env, out);
+}
+
+template <class T> inline bool fast_div(T a, T b, Env& env, T* out) {
+    constexpr int M = BinFmt<T>::kMan;
+    uint32_t ea = exp_field(a), eb = exp_field(b);
+    if (!normal_field<T>(ea) || !normal_field<T>(eb)) return false;
+    bool sign = (a ^ b) >> (kBitsOf<T> - 1);
+    uint64_t ma = man_of(a), mb = man_of(b), q;
+    bool sticky;
+    if constexpr (M == 23) {
+        uint64_t n = ma << 40;  // < 2^64; q = n / mb in (2^39, 2^41)
+        q = n / mb;
+        sticky = n % mb != 0;
+    } else {
+        u128 n = u128(ma) << 63;  // q = n / mb in (2^62, 2^64)
+        q = uint64_t(n / mb);
+        sticky = n - u128(q) * mb != 0;
+    }
+    constexpr int kShift = M == 23 ? 40 : 63;  // ma / mb = q / 2^kShift (+ remainder)
+    int lz = __builtin_clzll(q);
+    int32_t E = int32_t(ea) - int32_t(eb) + BinFmt<T>::kBias + (63 - lz - kShift);
+    return fast_round<T>(sign, E, (q << lz) | sticky, env, out);
+}
+
+// floor(sqrt(k * 2^54)) for k = 64 .. 511: a first estimate (from below, within 1/128) of sqrt(n)
+// for n in [k * 2^54, (k + 1) * 2^54).
+constexpr uint64_t isqrt_exact(uint64_t n) {
+    uint64_t y = 0;
+    for (int bit = 31; bit >= 0; bit--)
+        if ((y | (1ull << bit)) * (y | (1ull << bit)) <= n) y |= 1ull << bit;
+    return y;
+}
+struct SqrtTable {
+    uint32_t v[448];
+    constexpr SqrtTable() : v() {
+        for (unsigned k = 64; k < 512; k++) v[k - 64] = uint32_t(isqrt_exact(uint64_t(k) << 54));
+    }
+};
+constexpr SqrtTable kSqrtTable;
+
+// floor(sqrt(n)) and the remainder, for 2^60 <= n < 2^63: the table's estimate, two Newton steps
+// (relative error 2^-7, then about 2^-15, then below one unit), a final correction. An integer
+// Newton step (q + floor(n/q)) / 2 never goes below floor(sqrt(n)) (AM-GM), so the correction
+// only ever steps down.
+inline uint64_t isqrt64(uint64_t n, uint64_t* rem) {
+    uint64_t q = kSqrtTable.v[(n >> 54) - 64];
+    q = (q + n / q) >> 1;
+    q = (q + n / q) >> 1;
+    while (q * q > n) q--;
+    *rem = n - q * q;
+    return q;
+}
+
+template <class T> inline bool fast_sqrt(T a, Env& env, T* out) {
+    constexpr int M = BinFmt<T>::kMan;
+    uint32_t ea = exp_field(a);
+    if (!normal_field<T>(ea) || (a >> (kBitsOf<T> - 1))) return false;  // negative: IE
+    // value = m * 2^x, x = ea - bias - M. Shift m so that the exponent is even and R has its leading
+    // one at bit 2K-2 or 2K-1 (K = 31 for binary32: 64-bit R; K = 63 for binary64: 128-bit R).
+    int32_t x = int32_t(ea) - BinFmt<T>::kBias - M;
+    uint64_t y;
+    bool sticky;
+    int32_t half;  // sqrt(value) = sqrt(R) * 2^half
+    if constexpr (M == 23) {
+        int s = (x & 1) ? 39 : 38;  // m << s in [2^61, 2^63)
+        uint64_t rem;
+        y = isqrt64(man_of(a) << s, &rem);
+        sticky = rem != 0;
+        half = (x - s) / 2;
+    } else {
+        int s = (x & 1) ? 71 : 72;  // m << s in [2^124, 2^126): the root is below 2^63
+        u128 R = u128(man_of(a)) << s;
+        // The root of the high half t in [2^59, 2^61) (as floor(sqrt(4t)) / 2), then one Newton step
+        // on R (a 128/64 division) and a correction.
+        uint64_t t = uint64_t(R >> 64), rem_t;
+        uint64_t z = isqrt64(t << 2, &rem_t) >> 1;  // floor(sqrt(t))
+        uint64_t s0 = z << 32;  // sqrt(R) - 2^32 < s0 <= sqrt(R) < 2^63
+        uint64_t q = uint64_t((u128(s0) + R / s0) >> 1);  // >= floor(sqrt(R)) (AM-GM)
+        while (u128(q) * q > R) q--;
+        y = q;
+        sticky = R != u128(q) * q;
+        half = (x - s) / 2;
+    }
+    int lz = __builtin_clzll(y);
+    int32_t E = (63 - lz) + half + BinFmt<T>::kBias;
+    return fast_round<T>(false, E, (y << lz) | sticky, env, out);
+}
+
 }  // namespace
 
 // ---- binary32 / binary64 ---------------------------------------------------------------------------
 
 uint32_t f32_add(uint32_t a, uint32_t b, Env& e) {
+    if (uint32_t r; fast_add(a, b, false, e, &r)) [[likely]]
+        return r;
     return pack32(add_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), false, kF32, 24, e));
 }
 uint32_t f32_sub(uint32_t a, uint32_t b, Env& e) {
+    if (uint32_t r; fast_add(a, b, true, e, &r)) [[likely]]
+        return r;
     return pack32(add_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), true, kF32, 24, e));
 }
 uint32_t f32_mul(uint32_t a, uint32_t b, Env& e) {
+    if (uint32_t r; fast_mul(a, b, e, &r)) [[likely]]
+        return r;
     return pack32(mul_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), kF32, 24, e));
 }
 uint32_t f32_div(uint32_t a, uint32_t b, Env& e) {
+    if (uint32_t r; fast_div(a, b, e, &r)) [[likely]]
+        return r;
     return pack32(div_core(unpack_f32(a, e.daz), unpack_f32(b, e.daz), kF32, 24, e));
 }
-uint32_t f32_sqrt(uint32_t a, Env& e) { return pack32(sqrt_core(unpack_f32(a, e.daz), kF32, 24, e)); }
+uint32_t f32_sqrt(uint32_t a, Env& e) {
+    if (uint32_t r; fast_sqrt(a, e, &r)) [[likely]]
+        return r;
+    return pack32(sqrt_core(unpack_f32(a, e.daz), kF32, 24, e));
+}
 
 uint64_t f64_add(uint64_t a, uint64_t b, Env& e) {
+    if (uint64_t r; fast_add(a, b, false, e, &r)) [[likely]]
+        return r;
     return pack64(add_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), false, kF64, 53, e));
 }
 uint64_t f64_sub(uint64_t a, uint64_t b, Env& e) {
+    if (uint64_t r; fast_add(a, b, true, e, &r)) [[likely]]
+        return r;
     return pack64(add_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), true, kF64, 53, e));
 }
 uint64_t f64_mul(uint64_t a, uint64_t b, Env& e) {
+    if (uint64_t r; fast_mul(a, b, e, &r)) [[likely]]
+        return r;
     return pack64(mul_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), kF64, 53, e));
 }
 uint64_t f64_div(uint64_t a, uint64_t b, Env& e) {
+    if (uint64_t r; fast_div(a, b, e, &r)) [[likely]]
+        return r;
     return pack64(div_core(unpack_f64(a, e.daz), unpack_f64(b, e.daz), kF64, 53, e));
 }
-uint64_t f64_sqrt(uint64_t a, Env& e) { return pack64(sqrt_core(unpack_f64(a, e.daz), kF64, 53, e)); }
+uint64_t f64_sqrt(uint64_t a, Env& e) {
+    if (uint64_t r; fast_sqrt(a, e, &r)) [[likely]]
+        return r;
+    return pack64(sqrt_core(unpack_f64(a, e.daz), kF64, 53, e));
+}
 
 uint64_t f32_to_f64(uint32_t a, Env& e) { return pack64(convert(unpack_f32(a, e.daz), kF64, e)); }
 uint32_t f64_to_f32(uint64_t a, Env& e) { return pack32(convert(unpack_f64(a, e.daz), kF32, e)); }

@@ -310,6 +310,39 @@ TEST_CASE("softfloat binary64 add/sub/mul/div/sqrt match host SSE (all RC, DAZ, 
         [](uint64_t a, uint64_t, uint32_t c, uint32_t* f) { return h_sqrtsd(0, a, c, f); }, true);
 }
 
+// The 64-bit fast paths (normal operands, normal results) and their hand-over to the general path
+// at the edges: operands drawn from all normal exponents, so sums cancel, products and quotients
+// reach the overflow and underflow thresholds, and the exponent differences cover every shift.
+namespace {
+uint32_t rand_normal_f32(Rng& r) {
+    uint32_t sign = (r() & 1) << 31, m = uint32_t(r()) & 0x7fffff;
+    if (r() % 4 == 0) m = r() & 1 ? 0x7fffff : 0;  // all ones / no fraction bits (rounding carries)
+    return sign | uint32_t(1 + r() % 254) << 23 | m;
+}
+uint64_t rand_normal_f64(Rng& r) {
+    uint64_t sign = (r() & 1) << 63, m = r() & ((1ull << 52) - 1);
+    if (r() % 4 == 0) m = r() & 1 ? (1ull << 52) - 1 : 0;
+    return sign | (1 + r() % 2046) << 52 | m;
+}
+}  // namespace
+
+TEST_CASE("softfloat binary32/binary64 with normal operands match host SSE (the fast paths)") {
+    check_bin<uint32_t>("addss normal", rand_normal_f32, f32_add, h_addss);
+    check_bin<uint32_t>("subss normal", rand_normal_f32, f32_sub, h_subss);
+    check_bin<uint32_t>("mulss normal", rand_normal_f32, f32_mul, h_mulss);
+    check_bin<uint32_t>("divss normal", rand_normal_f32, f32_div, h_divss);
+    check_bin<uint32_t>(
+        "sqrtss normal", rand_normal_f32, [](uint32_t a, uint32_t, Env& e) { return f32_sqrt(a, e); },
+        [](uint32_t a, uint32_t, uint32_t c, uint32_t* f) { return h_sqrtss(0, a, c, f); }, true);
+    check_bin<uint64_t>("addsd normal", rand_normal_f64, f64_add, h_addsd);
+    check_bin<uint64_t>("subsd normal", rand_normal_f64, f64_sub, h_subsd);
+    check_bin<uint64_t>("mulsd normal", rand_normal_f64, f64_mul, h_mulsd);
+    check_bin<uint64_t>("divsd normal", rand_normal_f64, f64_div, h_divsd);
+    check_bin<uint64_t>(
+        "sqrtsd normal", rand_normal_f64, [](uint64_t a, uint64_t, Env& e) { return f64_sqrt(a, e); },
+        [](uint64_t a, uint64_t, uint32_t c, uint32_t* f) { return h_sqrtsd(0, a, c, f); }, true);
+}
+
 TEST_CASE("softfloat conversions match host SSE (CVTSS2SD, CVTSD2SS, CVT(T)S*2SI, CVTSI2S*)") {
     check_cvt<uint32_t, uint64_t>("cvtss2sd", rand_f32, f32_to_f64, h_cvtss2sd);
     check_cvt<uint64_t, uint32_t>("cvtsd2ss", rand_f64, f64_to_f32, h_cvtsd2ss);
