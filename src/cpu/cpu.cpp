@@ -168,15 +168,22 @@ namespace {
 inline unsigned jump_index(uint64_t lin) { return unsigned(lin ^ (lin >> kJumpBits)) & (kJumpSize - 1); }
 }  // namespace
 
-void Cpu::flush_jump_cache() {
-    if (jump_log_full_) {
+void Cpu::flush_jump_cache(bool keep_global) {
+    auto clear = [this](FillLog<512>& log) {
+        for (unsigned k = 0; k < log.n; k++) jump_[log.id[k] >> kJumpBits][log.id[k] & (kJumpSize - 1)] = JumpEntry{};
+        log.clear();
+    };
+    if (keep_global && !jump_log_[0].full) {
+        clear(jump_log_[0]);
+    } else if (jump_log_[0].full || jump_log_[1].full) {
         for (auto& ctx : jump_)
             for (auto& e : ctx) e = JumpEntry{};
+        jump_log_[0].clear();
+        jump_log_[1].clear();
     } else {
-        for (unsigned k = 0; k < jump_log_n_; k++) jump_[jump_log_[k] >> kJumpBits][jump_log_[k] & (kJumpSize - 1)] = JumpEntry{};
+        clear(jump_log_[0]);
+        clear(jump_log_[1]);
     }
-    jump_log_n_ = 0;
-    jump_log_full_ = false;
     code_gen_ = code_->generation();
     link_epoch_ = code_->new_epoch();  // cross-page links made before are void
 }
@@ -198,6 +205,7 @@ void Cpu::link_block(Block* from, uint64_t from_page, uint64_t lin, uint64_t tag
 Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
     uint64_t page;
     const uint8_t* p = fetch_ptr(lin, &page);
+    bool global = xlat_global;  // the entry may survive MOV CR3 (not for blocks that cross a page)
     uint64_t phys = page | (lin & ~kPageMask);
     Block* b = code_->find(phys, mode_);
     if (b && b->page2 != 1) {
@@ -255,12 +263,9 @@ Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
         b = code_->insert(std::move(nb));
         if (code_->generation() != code_gen_) flush_jump_cache();  // insert() retired a block
     }
-    if (e.block == nullptr && !jump_log_full_) {  // a free entry: not in the log yet
-        if (jump_log_n_ == kJumpLogSize)
-            jump_log_full_ = true;
-        else
-            jump_log_[jump_log_n_++] = uint16_t(&e - &jump_[0][0]);  // = ctx << kJumpBits | index
-    }
+    // Logged at every fill (a replaced entry may be listed twice: a flush then drops more than
+    // needed, which is allowed), in the class of its translation.
+    jump_log_[global && b->page2 == 1].add(unsigned(&e - &jump_[0][0]));  // = ctx << kJumpBits | index
     e = JumpEntry{lin << 3 | uint64_t(mode_), b};
     return b;
 }

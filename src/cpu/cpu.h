@@ -71,8 +71,9 @@ struct Fault {
 struct TlbEntry {
     uint64_t tag = 1;
     intptr_t addend = 0;  // host address = linear address + addend
-    uint64_t phys = 1;    // physical page address (1 = none)
+    uint64_t phys = 1;    // physical page address | kTlbGlobal (1 = none)
 };
+constexpr uint64_t kTlbGlobal = 2;  // TlbEntry::phys: a global translation (kept by MOV CR3)
 constexpr unsigned kTlbBits = 8, kTlbSize = 1u << kTlbBits;
 // Access contexts: supervisor (SMAP enforced when CR4.SMAP; also every implicit supervisor access:
 // descriptor tables, IDT, TSS, delivery stacks), user (CPL 3), and supervisor with RFLAGS.AC = 1
@@ -303,8 +304,10 @@ public:
     TlbEntry tlb_w[kTlbContexts][kTlbSize];
     unsigned tlb_ctx = 0;  // index into tlb_r/tlb_w for the current privilege
     // Every flush costs O(entries filled since the last one), not O(TLB size): a Linux context
-    // switch writes CR3 (see the fill logs below).
-    void tlb_flush();
+    // switch writes CR3 (see the fill logs below). keep_global (MOV CR3, INVPCID of one or all
+    // contexts): global translations (G with CR4.PGE) and the jump-cache entries reached through
+    // them stay (SDM Vol. 3, 4.10.4.1), so kernel code and data survive a context switch.
+    void tlb_flush(bool keep_global = false);
     void tlb_flush_page(uint64_t lin);
     // Fill the TLB entry of `lin` in the current context (read or write side) with host page `host`
     // (physical page `page`).
@@ -317,6 +320,7 @@ public:
     void probe_write(uint64_t lin, unsigned size);
     // Linear -> physical translation (paging). Faults with #PF (or #GP for non-canonical).
     uint64_t translate(uint64_t lin, Access acc, bool user);
+    bool xlat_global = false;  // the last translate() went through a global leaf (G, CR4.PGE)
     // Host pointer to the byte at linear `lin` for an access of `acc` (filling the TLB), or nullptr
     // when the page is MMIO. May fault. The pointer stays valid up to the end of the page until the
     // next guest memory access (bulk paths: REP MOVS/STOS, FXSAVE...).
@@ -331,8 +335,9 @@ public:
     CodeCache& code() { return *code_; }
     // Notification from the write slow path: physical page `page` was written.
     void code_page_written(uint64_t page);
-    // Forget every jump-cache entry (TLB flushes; retired blocks).
-    void flush_jump_cache();
+    // Forget the jump-cache entries (TLB flushes; retired blocks); keep_global: not those reached
+    // through global translations.
+    void flush_jump_cache(bool keep_global = false);
 
 private:
     // The block at linear address `lin` (tag = its jump-cache tag) through the jump cache, else the
@@ -370,19 +375,27 @@ private:
     uint64_t link_epoch_ = 0;  // cross-page block links made under this value are valid (BlockLink)
     JumpEntry jump_[kTlbContexts][kJumpSize];
 
-    // Fill logs: which TLB / jump-cache entries were filled since the last full flush. Every valid
-    // entry is in its log (an entry invalidated one by one stays in it, and may appear twice after a
-    // refill), unless the log overflowed, after which the structure is treated as full. A flush
-    // clears only the logged entries; INVLPG and code write-protection look only at them.
+    // Fill logs: which TLB / jump-cache entries were filled since the last flush, in two classes:
+    // [0] entries MOV CR3 drops, [1] entries of global translations. Every valid entry is in the log
+    // of its class (an entry invalidated one by one stays in it; a refilled entry may be listed
+    // twice, or in both logs: a flush may drop more than needed, never less), unless that log
+    // overflowed, after which the structure is treated as full. A flush clears only the logged
+    // entries; INVLPG and code write-protection look only at them.
     // TLB entry ids: write << 10 | ctx << 8 | index; jump-cache ids: ctx << 12 | index.
-    static constexpr unsigned kTlbLogSize = 256, kJumpLogSize = 512;
+    template <unsigned N> struct FillLog {
+        uint16_t id[N];
+        unsigned n = 0;
+        bool full = true;  // (the arrays start empty, but reset() flushes them whole once)
+        void add(unsigned x) {
+            if (full) return;
+            if (n == N) full = true;
+            else id[n++] = uint16_t(x);
+        }
+        void clear() { n = 0, full = false; }
+    };
     TlbEntry& tlb_entry(unsigned id) { return (id >> 10 ? tlb_w : tlb_r)[(id >> 8) & 3][id & (kTlbSize - 1)]; }
-    uint16_t tlb_log_[kTlbLogSize];
-    unsigned tlb_log_n_ = 0;
-    bool tlb_log_full_ = true;  // (the arrays start valid-free, but reset() flushes them whole once)
-    uint16_t jump_log_[kJumpLogSize];
-    unsigned jump_log_n_ = 0;
-    bool jump_log_full_ = true;
+    FillLog<256> tlb_log_[2];
+    FillLog<512> jump_log_[2];
     std::jmp_buf* fault_jmp_ = nullptr;
 };
 

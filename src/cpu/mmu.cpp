@@ -15,7 +15,7 @@ namespace {
 
 // Page-table entry bits (SDM Vol. 3, 4.5).
 constexpr uint64_t kPteP = 1, kPteW = 2, kPteU = 4, kPteA = 1u << 5, kPteD = 1u << 6, kPtePS = 1u << 7,
-                   kPteNX = 1ull << 63;
+                   kPteG = 1u << 8, kPteNX = 1ull << 63;
 constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;  // bits 51:12
 // #PF error code bits (SDM Vol. 3, 4.7).
 constexpr uint32_t kPfP = 1, kPfW = 2, kPfU = 4, kPfRsvd = 8, kPfI = 16;
@@ -28,30 +28,34 @@ bool canonical(uint64_t lin, bool la57) {
 
 }  // namespace
 
-void Cpu::tlb_flush() {
-    if (tlb_log_full_) {
-        for (auto* arr : {tlb_r, tlb_w})
-            for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
-                for (auto& e : arr[ctx]) e = TlbEntry{};
+void Cpu::tlb_flush(bool keep_global) {
+    FillLog<256>& local = tlb_log_[0];
+    if (keep_global && !local.full) {
+        for (unsigned k = 0; k < local.n; k++) tlb_entry(local.id[k]) = TlbEntry{};
+        local.clear();
     } else {
-        for (unsigned k = 0; k < tlb_log_n_; k++) tlb_entry(tlb_log_[k]) = TlbEntry{};
+        if (local.full || tlb_log_[1].full) {
+            for (auto* arr : {tlb_r, tlb_w})
+                for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
+                    for (auto& e : arr[ctx]) e = TlbEntry{};
+        } else {
+            for (auto& log : tlb_log_)
+                for (unsigned k = 0; k < log.n; k++) tlb_entry(log.id[k]) = TlbEntry{};
+        }
+        tlb_log_[0].clear();
+        tlb_log_[1].clear();
     }
-    tlb_log_n_ = 0;
-    tlb_log_full_ = false;
-    flush_jump_cache();
+    flush_jump_cache(keep_global);
 }
 
 void Cpu::tlb_fill(bool write, uint64_t lin, uint8_t* host, uint64_t page) {
     unsigned idx = unsigned(lin >> 12) & (kTlbSize - 1);
     TlbEntry& e = (write ? tlb_w : tlb_r)[tlb_ctx][idx];
-    if ((e.tag & 1) && !tlb_log_full_) {  // not valid, hence maybe not logged yet
-        if (tlb_log_n_ == kTlbLogSize)
-            tlb_log_full_ = true;
-        else
-            tlb_log_[tlb_log_n_++] = uint16_t(unsigned(write) << 10 | tlb_ctx << 8 | idx);
-    }
+    const bool g = xlat_global;  // of the translate() that precedes every fill
+    // Log the entry unless it is already valid in the log of its class.
+    if ((e.tag & 1) || bool(e.phys & kTlbGlobal) != g) tlb_log_[g].add(unsigned(write) << 10 | tlb_ctx << 8 | idx);
     uint64_t tag = lin & kPageMask;
-    e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page};
+    e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page | (g ? kTlbGlobal : 0)};
 }
 
 // INVLPG semantics: drop every translation of the page containing `lin` whatever its size. The
@@ -61,26 +65,28 @@ void Cpu::tlb_flush_page(uint64_t lin) {
     auto drop = [lin](TlbEntry& e) {
         if (((e.tag ^ lin) >> 30) == 0) e = TlbEntry{};
     };
-    if (tlb_log_full_) {
+    if (tlb_log_[0].full || tlb_log_[1].full) {
         for (auto* arr : {tlb_r, tlb_w})
             for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
                 for (auto& e : arr[ctx]) drop(e);
     } else {
-        for (unsigned k = 0; k < tlb_log_n_; k++) drop(tlb_entry(tlb_log_[k]));
+        for (auto& log : tlb_log_)
+            for (unsigned k = 0; k < log.n; k++) drop(tlb_entry(log.id[k]));
     }
     flush_jump_cache();
 }
 
 void Cpu::tlb_protect_code(uint64_t page) {
-    if (tlb_log_full_) {
+    auto drop = [page](TlbEntry& e) {
+        if (!(e.tag & 1) && (e.phys & kPageMask) == page) e = TlbEntry{};
+    };
+    if (tlb_log_[0].full || tlb_log_[1].full) {
         for (unsigned ctx = 0; ctx < kTlbContexts; ctx++)
-            for (auto& e : tlb_w[ctx])
-                if (e.phys == page) e = TlbEntry{};
+            for (auto& e : tlb_w[ctx]) drop(e);
     } else {
-        for (unsigned k = 0; k < tlb_log_n_; k++) {
-            TlbEntry& e = tlb_entry(tlb_log_[k]);
-            if (e.phys == page) e = TlbEntry{};
-        }
+        for (auto& log : tlb_log_)
+            for (unsigned k = 0; k < log.n; k++)
+                if (log.id[k] >> 10) drop(tlb_entry(log.id[k]));
     }
 }
 
@@ -93,6 +99,7 @@ void Cpu::tlb_protect_code(uint64_t page) {
 // with RFLAGS.AC = 1, which is the TLB context kCtxSupAC; implicit supervisor accesses (sys.h)
 // always run in kCtxSup.
 uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
+    xlat_global = false;
     if (!(s.cr0 & cr0::PG)) return (s.efer & efer::LMA) ? lin : uint32_t(lin);
     const bool lma = s.efer & efer::LMA;
     const bool pae = s.cr4 & cr4::PAE;
@@ -120,7 +127,7 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
     auto pf = [&](uint32_t bits) { raise_fault(kPF, err | bits, lin); };
 
     bool writable = true, usr = true, nx = false;
-    uint64_t frame = 0, size_mask = 0;
+    uint64_t frame = 0, size_mask = 0, leaf = 0;
     if (!pae) {
         // 32-bit paging: 4-byte entries, 4 KiB pages or (CR4.PSE) 4 MiB pages.
         lin = uint32_t(lin);
@@ -133,6 +140,7 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
             if (pde & (1u << 21)) pf(kPfP | kPfRsvd);
             frame = (pde & 0xffc00000) | (((pde >> 13) & 0xff) << 32);
             size_mask = (1u << 22) - 1;
+            leaf = pde;
         } else {
             uint64_t pte = entry((pde & 0xfffff000) + ((lin >> 12) & 0x3ff) * 4, false);
             if (!(pte & kPteP)) pf(0);
@@ -140,6 +148,7 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
             usr &= bool(pte & kPteU);
             frame = pte & 0xfffff000;
             size_mask = kPageSize - 1;
+            leaf = pte;
         }
     } else {
         // PAE, 4-level and 5-level paging: 8-byte entries. Reserved: XD without NXE; with PAE
@@ -183,6 +192,7 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
                 // Bits 12 .. shift-1 of a large page's entry: bit 12 is PAT, the rest reserved.
                 if (large && (e & size_mask & ~0x1fffull)) pf(kPfP | kPfRsvd);
                 frame = e & kAddrMask & ~size_mask;
+                leaf = e;
                 break;
             }
             table = e & kAddrMask;
@@ -206,6 +216,9 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
         ok = !smap_blocks && (!write || writable || !(s.cr0 & cr0::WP));
     }
     if (!ok) pf(kPfP);
+    // A global translation (G in the leaf, CR4.PGE): MOV CR3 need not invalidate it (SDM Vol. 3,
+    // 4.10.2.4).
+    xlat_global = (leaf & kPteG) && (s.cr4 & cr4::PGE);
 
     // Accessed flags on every entry used, dirty on the leaf of a write.
     for (int k = 0; k < n; k++) {

@@ -385,3 +385,125 @@ TEST_CASE("block links: CPUs with different page tables do not share cross-page 
     m.run(m.c0, kCode);
     CHECK(uint32_t(m.c0.s.gpr[RAX]) == 1);
 }
+
+// ---- global translations (G with CR4.PGE): MOV CR3 may keep them (cpu.h keeps them, with the
+// jump-cache entries reached through them); everything else that invalidates must drop them. ----
+
+namespace {
+
+constexpr uint64_t kPteG = 0x100;
+
+void set_pte(machine::SnippetEnv& env, uint64_t lin, uint64_t frame, bool global) {
+    uint64_t pte = frame | 3 | (global ? kPteG : 0);
+    env.poke(pte_addr(lin), &pte, 8);
+}
+
+void cr4_pge(Xbyak::CodeGenerator& g, bool on) {
+    g.db(0x0f), g.db(0x20), g.db(0xe0);  // mov rax, cr4
+    if (on) {
+        g.db(0x48), g.db(0x0d), g.dd(0x80);  // or rax, 0x80
+    } else {
+        g.db(0x48), g.db(0x25), g.dd(~0x80u);  // and rax, ~0x80
+    }
+    g.db(0x0f), g.db(0x22), g.db(0xe0);  // mov cr4, rax
+}
+
+void mov_cr3(Xbyak::CodeGenerator& g) {
+    g.db(0x0f), g.db(0x20), g.db(0xd8);  // mov rax, cr3
+    g.db(0x0f), g.db(0x22), g.db(0xd8);  // mov cr3, rax
+}
+
+}  // namespace
+
+TEST_CASE("TLB flush: MOV CR3 drops a non-global entry that replaced a global one in its slot") {
+    // 0x200000 (global) and 0x300000 (not global) share TLB slot 0.
+    machine::SnippetEnv env;
+    set_pte(env, 0x200000, 0x200000, true);
+    uint64_t v_old = 0x1111, v_new = 0x2222;
+    env.poke(0x300000, &v_old, 8);
+    env.poke(0x301000, &v_new, 8);
+    env.load_code(assemble([](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        cr4_pge(g, true);
+        g.mov(esi, 0x200000);
+        g.mov(rax, qword[rsi]);  // slot 0: global
+        g.mov(esi, 0x300000);
+        g.mov(rax, qword[rsi]);  // slot 0: the non-global 0x300000 -> 0x300000
+        g.mov(edi, uint32_t(pte_addr(0x300000)));
+        g.mov(eax, 0x301003);
+        g.mov(qword[rdi], rax);  // 0x300000 -> 0x301000
+        mov_cr3(g);
+        g.mov(rbx, qword[rsi]);
+        g.hlt();
+    }));
+    REQUIRE(env.run(1000) == StopReason::Halt);
+    CHECK(env.cpu().s.gpr[RBX] == v_new);
+}
+
+TEST_CASE("TLB flush: INVLPG, CR4.PGE and INVPCID type 2 drop global translations") {
+    for (int how = 0; how < 3; how++) {
+        CAPTURE(how);
+        machine::SnippetEnv env;
+        set_pte(env, 0x300000, 0x300000, true);
+        uint64_t v_old = 0x1111, v_new = 0x2222, desc[2] = {0, 0};
+        env.poke(0x300000, &v_old, 8);
+        env.poke(0x301000, &v_new, 8);
+        env.poke(0x210000, desc, 16);  // INVPCID descriptor: PCID 0, address 0
+        env.load_code(assemble([how](Xbyak::CodeGenerator& g) {
+            using namespace Xbyak::util;
+            cr4_pge(g, true);
+            g.mov(esi, 0x300000);
+            g.mov(rax, qword[rsi]);
+            g.mov(edi, uint32_t(pte_addr(0x300000)));
+            g.mov(eax, 0x301003 | 0x100);
+            g.mov(qword[rdi], rax);  // still global, now -> 0x301000
+            if (how == 0) {
+                g.db(0x0f), g.db(0x01), g.db(0x3e);  // invlpg [rsi]
+            } else if (how == 1) {
+                cr4_pge(g, false);
+            } else {
+                g.mov(ecx, 2);
+                g.mov(edx, 0x210000);
+                g.db(0x66), g.db(0x0f), g.db(0x38), g.db(0x82), g.db(0x0a);  // invpcid rcx, [rdx]
+            }
+            g.mov(rbx, qword[rsi]);
+            g.hlt();
+        }));
+        REQUIRE(env.run(1000) == StopReason::Halt);
+        CHECK(env.cpu().s.gpr[RBX] == v_new);
+    }
+}
+
+TEST_CASE("block links and jump cache: code on a global page is dropped by CR4.PGE and INVLPG") {
+    for (bool invlpg : {false, true}) {
+        CAPTURE(invlpg);
+        machine::SnippetEnv env;
+        load_cross_page(env);  // 0x380000: jmp 0x381000: returns 1; 0x382000 returns 2
+        set_pte(env, 0x380000, 0x380000, true);
+        set_pte(env, 0x381000, 0x381000, true);
+        env.load_code(assemble([=](Xbyak::CodeGenerator& g) {
+            using namespace Xbyak::util;
+            cr4_pge(g, true);
+            g.mov(esi, 0x380000);
+            g.call(rsi);
+            g.mov(ebx, eax);
+            mov_cr3(g);  // (may keep the global code translations)
+            g.call(rsi);
+            g.add(ebx, eax);
+            g.mov(edi, uint32_t(pte_addr(0x381000)));
+            g.mov(eax, 0x382003 | 0x100);
+            g.mov(qword[rdi], rax);
+            if (invlpg) {
+                g.mov(edi, 0x381000);
+                g.db(0x0f), g.db(0x01), g.db(0x3f);  // invlpg [rdi]
+            } else {
+                cr4_pge(g, false);
+            }
+            g.call(rsi);
+            g.hlt();
+        }));
+        REQUIRE(env.run(1000) == StopReason::Halt);
+        CHECK(uint32_t(env.cpu().s.gpr[RBX]) == 2);
+        CHECK(uint32_t(env.cpu().s.gpr[RAX]) == 2);
+    }
+}

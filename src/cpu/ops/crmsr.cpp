@@ -2,9 +2,10 @@
 // (RDMSR/WRMSR). SDM Vol. 3, 2.5 (control registers), 2.2.1 (EFER), 4.10.4 (TLB invalidation),
 // Vol. 4 (MSR index and fields).
 //
-// TLB policy: the software TLB (cpu.h) is a cache of the current address space only, so every CR3
-// write flushes it (also with the PCID "no flush" bit: flushing more than asked is always allowed),
-// as do changes of CR0.PG/WP/PE, CR4 paging bits and EFER.NXE.
+// TLB policy: the software TLB (cpu.h) is a cache of the current address space and of global
+// translations, so every CR3 write flushes all but the global entries (also with the PCID "no
+// flush" bit: flushing more than asked is always allowed); changes of CR0.PG/WP/PE, the CR4 paging
+// bits (PGE among them) and EFER.NXE flush everything.
 #include "cpu/cpuid.h"
 #include "cpu/decode.h"
 #include "cpu/sys.h"
@@ -61,7 +62,7 @@ void write_cr3(Cpu& c, uint64_t v) {
     }
     if (legacy_pae_paging(c, c.s.cr0, c.s.cr4) && !pae_pdptes_valid(c, v)) c.raise_gp(0);
     c.s.cr3 = v;
-    c.tlb_flush();
+    c.tlb_flush(true);  // global translations stay (SDM Vol. 3, 4.10.4.1)
 }
 
 void write_cr4(Cpu& c, uint64_t v) {

@@ -421,8 +421,9 @@ void invlpg(Cpu& c, const Insn& i) {
     c.exit_request = true;
 }
 
-// INVPCID r, m128 (SDM Vol. 2, INVPCID): the software TLB holds only the current PCID's entries,
-// so every type is at least as strong as a flush of the named page or of everything.
+// INVPCID r, m128 (SDM Vol. 2, INVPCID): the software TLB holds only the current PCID's entries
+// and global ones, so type 0 is a flush of the named page, types 1 and 3 of every non-global entry,
+// type 2 of everything.
 void invpcid(Cpu& c, const Insn& i) {
     require_cpl0(c);
     uint64_t type = c.mode() == Mode::Long64 ? c.s.gpr[i.reg[0]] : uint32_t(c.s.gpr[i.reg[0]]);
@@ -436,7 +437,7 @@ void invpcid(Cpu& c, const Insn& i) {
         c.tlb_flush_page(addr);
     } else {
         if (type == 1 && pcid && !(c.s.cr4 & cr4::PCIDE)) c.raise_gp(0);
-        c.tlb_flush();
+        c.tlb_flush(type != 2);
     }
     c.exit_request = true;
 }
