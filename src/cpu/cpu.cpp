@@ -297,15 +297,16 @@ StopReason Cpu::run_blocks(uint64_t limit) {
             prev = nullptr;
         }
         if (halted || wait_for_sipi) return StopReason::Halt;
-        code_->collect();
         uint64_t lin = s.seg[CS].base + s.rip;
         if (mode_ != Mode::Long64) {
             if (s.rip > s.seg[CS].limit) raise_fault(kGP, 0);  // CS limit (SDM Vol. 3, 5.3)
             lin = uint32_t(lin);
         }
-        // Blocks retired since the jump cache was filled (by any CPU sharing the code cache)?
+        // Blocks retired since the jump cache was filled (by any CPU sharing the code cache)? Then
+        // forget them, and free the retired blocks: no CPU is inside one between blocks.
         if (code_->generation() != code_gen_) [[unlikely]] {
             flush_jump_cache();
+            code_->collect();
             prev = nullptr;
         }
         const uint64_t tag = lin << 3 | uint64_t(mode_);

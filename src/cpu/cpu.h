@@ -393,7 +393,10 @@ private:
         }
         void clear() { n = 0, full = false; }
     };
-    TlbEntry& tlb_entry(unsigned id) { return (id >> 10 ? tlb_w : tlb_r)[(id >> 8) & 3][id & (kTlbSize - 1)]; }
+    TlbEntry& tlb_entry(unsigned id) {
+        TlbEntry(&arr)[kTlbContexts][kTlbSize] = id >> 10 ? tlb_w : tlb_r;
+        return arr[(id >> 8) & 3][id & (kTlbSize - 1)];
+    }
     FillLog<256> tlb_log_[2];
     FillLog<512> jump_log_[2];
     std::jmp_buf* fault_jmp_ = nullptr;

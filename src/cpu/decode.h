@@ -113,8 +113,9 @@ struct Block {
 //     generation(); every CPU compares the generation with the one its jump cache was filled under
 //     before each lookup (Cpu::find_block) and flushes on a mismatch, so no CPU reaches a retired
 //     block through its jump cache;
-//   - retired blocks stay allocated until collect(), which a CPU calls between blocks: with all
-//     vCPUs interleaved on one host thread no other CPU is inside a block then.
+//   - retired blocks stay allocated until collect(), which a CPU calls between blocks when it sees
+//     a new generation: with all vCPUs interleaved on one host thread no other CPU is inside a
+//     block then, and every CPU compares the generation before it uses a jump-cache entry or link.
 //
 // One host thread per vCPU, later: everything here would take a lock (a mutex around
 // find/insert/invalidate; the generation becomes an atomic read with acquire ordering). Two steps

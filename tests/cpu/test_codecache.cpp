@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <xbyak/xbyak.h>
 
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -151,7 +152,9 @@ TEST_CASE("code cache: CPU 1 rewrites a function CPU 0 calls in a loop") {
     m.load(kNewCode, fn7);
     m.load(kPatch, assemble([&](Xbyak::CodeGenerator& g) {
         using namespace Xbyak::util;
-        g.mov(eax, *reinterpret_cast<const uint32_t*>(fn7.data() + 1));  // the new imm32
+        uint32_t imm;  // the new imm32 (unaligned in the encoding)
+        std::memcpy(&imm, fn7.data() + 1, sizeof imm);
+        g.mov(eax, imm);
         g.mov(dword[kCode + 0x801], eax);
         g.hlt();
     }));
