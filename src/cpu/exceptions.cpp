@@ -284,8 +284,11 @@ void Cpu::deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t r
             rsp = tss_read(*this, 0x24 + (g.gate_ist() - 1) * 8, 8, ext);
         else if (switch_stack)
             rsp = tss_read(*this, 4 + new_cpl * 8, 8, ext);
-        if (!canonical(*this, rsp)) raise_fault(kSS, ext);
-        st = Stack{0, rsp & ~15ull, 8, new_cpl < 3};
+        // The whole frame must be canonical, not only RSP: #SS before anything is pushed.
+        const bool with_err = kind == Event::Exception && has_error_code(vector);
+        const uint64_t top = rsp & ~15ull, bottom = top - (with_err ? 48 : 40);
+        if (!canonical(*this, rsp) || !canonical(*this, bottom)) raise_fault(kSS, ext);
+        st = Stack{0, top, 8, new_cpl < 3};
         if (switch_stack)
             new_ss = SegReg{uint16_t(new_cpl), 0, 0xffffffff,
                             uint16_t(SegReg::kP | SegReg::kS | 0x3 | (new_cpl << 5) | SegReg::kDB | SegReg::kG)};
@@ -294,7 +297,7 @@ void Cpu::deliver_protected(uint8_t vector, Event kind, uint32_t err, uint64_t r
         st.push(*this, old_rflags, 8);
         st.push(*this, s.seg[CS].sel, 8);
         st.push(*this, return_rip, 8);
-        if (kind == Event::Exception && has_error_code(vector)) st.push(*this, err, 8);
+        if (with_err) st.push(*this, err, 8);
     } else {
         const unsigned w = gate32 ? 4 : 2;
         if (switch_stack) {

@@ -172,6 +172,21 @@ lm64:
     CHECK F_HSP, STACK_IST-40, 22
     orb $0x80, IDT_BASE + 14*16 + 5
 
+    # ---- #SS: an event whose frame would reach below the canonical upper half ----
+    # RSP itself is canonical, the pushes are not: #SS(EXT) before anything is written (SDM Vol. 2A,
+    # INT n, IA-32e mode). #SS is delivered on IST1, the #UD that caused it is discarded.
+    orb $1, IDT_BASE + 12*16 + 4
+    mov %rsp, %rbx
+    EXPECT 1f
+    mov $0xffff800000000010, %rsp
+    ud2
+1:  mov %rbx, %rsp
+    CHECK F_VEC, 12, 23
+    CHECK F_ERR, 1, 24                         # EXT: the event was not software's
+    CHECK F_SP, 0x10, 25
+    CHECK F_HSP, STACK_IST-40, 28
+    andb $0xf8, IDT_BASE + 12*16 + 4
+
     # ---- SWAPGS, FS/GS base ----
     movl $0x11111111, 0x5000
     movl $0x22222222, 0x6000
