@@ -6,17 +6,11 @@
 
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
-
-namespace {
-std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    g.ready();
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
-}  // namespace
+using m86::test::assemble;
 
 TEST_CASE("a counted loop runs to HLT with the right result") {
     machine::SnippetEnv env;

@@ -12,16 +12,13 @@
 #include "cpu/decode.h"
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
+using m86::test::assemble;
 
 namespace {
-
-std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
 
 // Two CPUs on the snippet environment's bus and page tables, sharing one code cache.
 struct TwoCpus {

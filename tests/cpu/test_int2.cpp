@@ -10,34 +10,12 @@
 
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
+using namespace m86::test;
 using namespace Xbyak::util;
-
-namespace {
-
-std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    g.ready();
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
-
-void emit(Xbyak::CodeGenerator& g, std::initializer_list<uint8_t> bytes) {
-    for (uint8_t b : bytes) g.db(b);
-}
-
-constexpr uint64_t kCode = machine::SnippetEnv::kCodeBase;
-constexpr uint64_t kData = 0x200000;  // a 4 KiB-paged RAM area the tests use for data and stacks
-
-uint64_t peek64(machine::SnippetEnv& env, uint64_t a) {
-    uint64_t v = 0;
-    env.peek(a, &v, 8);
-    return v;
-}
-void poke64(machine::SnippetEnv& env, uint64_t a, uint64_t v) { env.poke(a, &v, 8); }
-
-}  // namespace
 
 TEST_CASE("int2: a PUSH that faults on the stack page leaves RSP and memory unchanged") {
     machine::SnippetEnv env;

@@ -14,20 +14,15 @@
 
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
+using m86::test::assemble_hlt;
 
 namespace {
 
 constexpr uint64_t kBuf = 0x200000;  // a scratch area in the snippet's RAM (64-byte aligned)
-
-std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    g.hlt();
-    g.ready();
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
 
 // 0F AE /ext [rax], optionally with REX.W (FXSAVE=0, FXRSTOR=1, XSAVE=4, XRSTOR=5, XSAVEOPT=6).
 void op_0fae(Xbyak::CodeGenerator& g, int ext, bool rexw) {
@@ -86,7 +81,7 @@ TEST_CASE("sse: FXSAVE64 writes the SDM layout and FXRSTOR64 restores the state"
     uint8_t fill[512];
     std::memset(fill, 0xcc, sizeof fill);
     env.poke(kBuf, fill, sizeof fill);
-    auto code1 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code1 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         op_0fae(g, 0, true);
     }));
@@ -117,7 +112,7 @@ TEST_CASE("sse: FXSAVE64 writes the SDM layout and FXRSTOR64 restores the state"
     for (auto& x : s.xmm) x = Xmm();
     s.mxcsr = 0x1f80;
     s.x87 = X87State{};
-    auto code2 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code2 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         op_0fae(g, 1, true);
     }));
@@ -136,7 +131,7 @@ TEST_CASE("sse: FXSAVE64 writes the SDM layout and FXRSTOR64 restores the state"
 TEST_CASE("sse: FXSAVE without REX.W stores 32-bit FIP/FDP with FCS/FDS; misaligned -> #GP") {
     machine::SnippetEnv env;
     fill_state(env.cpu().s);
-    auto code3 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code3 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         op_0fae(g, 0, false);
     }));
@@ -146,7 +141,7 @@ TEST_CASE("sse: FXSAVE without REX.W stores 32-bit FIP/FDP with FCS/FDS; misalig
     CHECK(get<uint32_t>(env, kBuf + 16) == 0xddeeff00u);
     CHECK(get<uint16_t>(env, kBuf + 20) == 0x2b);
 
-    auto code4 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code4 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf + 8);
         op_0fae(g, 0, false);
     }));
@@ -161,7 +156,7 @@ TEST_CASE("sse: FXRSTOR with reserved MXCSR bits -> #GP and no state change") {
     std::memcpy(img + 24, &bad, 4);
     img[160] = 0x5a;
     env.poke(kBuf, img, sizeof img);
-    auto code5 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code5 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         g.fxrstor64(g.ptr[g.rax]);
     }));
@@ -179,7 +174,7 @@ TEST_CASE("sse: XSAVE writes XSTATE_BV bits of RFBM only; XRSTOR initialises cle
     std::memset(fill, 0xcc, sizeof fill);
     env.poke(kBuf, fill, sizeof fill);
     // RFBM = SSE only (EAX = 2): XSTATE_BV bit 1 := 1, bit 0 and bits 2-63 keep their 0xcc bits.
-    auto code6 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code6 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.ecx, kBuf);
         g.mov(g.eax, 2);
         g.xor_(g.edx, g.edx);
@@ -199,7 +194,7 @@ TEST_CASE("sse: XSAVE writes XSTATE_BV bits of RFBM only; XRSTOR initialises cle
     env.poke(kBuf + 512, hdr, sizeof hdr);
     uint32_t mx = 0x1f80 | 0x6000;
     env.poke(kBuf + 24, &mx, 4);
-    auto code7 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code7 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.ecx, kBuf);
         g.mov(g.eax, 3);
         g.xor_(g.edx, g.edx);
@@ -217,7 +212,7 @@ TEST_CASE("sse: XSAVE writes XSTATE_BV bits of RFBM only; XRSTOR initialises cle
         if (variant == 1) h[8] = 1;
         env.poke(kBuf + 512, h, sizeof h);
         uint64_t at = variant == 2 ? kBuf + 16 : kBuf;
-        auto code8 = (assemble([at](Xbyak::CodeGenerator& g) {
+        auto code8 = (assemble_hlt([at](Xbyak::CodeGenerator& g) {
             g.mov(g.ecx, at);
             g.mov(g.eax, 3);
             g.xor_(g.edx, g.edx);
@@ -232,7 +227,7 @@ TEST_CASE("sse: XGETBV/XSETBV check XCR0 values, privilege and CR4.OSXSAVE") {
     machine::SnippetEnv env;
     CpuState& s = env.cpu().s;
     auto run_xgetbv = [&](uint32_t ecx) {
-        auto code9 = (assemble([ecx](Xbyak::CodeGenerator& g) {
+        auto code9 = (assemble_hlt([ecx](Xbyak::CodeGenerator& g) {
             g.mov(g.ecx, ecx);
             g.xgetbv();
         }));
@@ -245,7 +240,7 @@ TEST_CASE("sse: XGETBV/XSETBV check XCR0 values, privilege and CR4.OSXSAVE") {
     CHECK(env.cpu().last_fault.vector == kGP);
 
     auto run_xsetbv = [&](uint32_t eax, uint32_t edx) {
-        auto code10 = (assemble([eax, edx](Xbyak::CodeGenerator& g) {
+        auto code10 = (assemble_hlt([eax, edx](Xbyak::CodeGenerator& g) {
             g.xor_(g.ecx, g.ecx);
             g.mov(g.eax, eax);
             g.mov(g.edx, edx);
@@ -273,7 +268,7 @@ TEST_CASE("sse: LDMXCSR rejects reserved bits; an unmasked exception leaves the 
     CpuState& s = env.cpu().s;
     uint32_t bad = 0x1f80 | (1u << 16);
     env.poke(kBuf, &bad, 4);
-    auto code11 = (assemble([](Xbyak::CodeGenerator& g) {
+    auto code11 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         g.ldmxcsr(g.ptr[g.rax]);
     }));
@@ -288,7 +283,7 @@ TEST_CASE("sse: LDMXCSR rejects reserved bits; an unmasked exception leaves the 
         t.mxcsr = mxcsr;
         t.xmm[0] = xmm_of(0x400000003f800000ull, 0x4080000040400000ull);  // 1, 2, 3, 4
         t.xmm[1] = xmm_of(0x3f80000000000000ull, 0x3f8000003f800000ull);  // 0, 1, 1, 1
-        auto code12 = (assemble([](Xbyak::CodeGenerator& g) { g.divps(g.xmm0, g.xmm1); }));
+        auto code12 = (assemble_hlt([](Xbyak::CodeGenerator& g) { g.divps(g.xmm0, g.xmm1); }));
         return run_code(env, code12, 10);
     };
     CHECK(divps(0x1f80 & ~0x200u) == StopReason::Exception);
@@ -309,7 +304,7 @@ TEST_CASE("sse: LDMXCSR rejects reserved bits; an unmasked exception leaves the 
     env.cpu().s.mxcsr = 0x1f80 & ~0x200u;
     env.cpu().s.xmm[1] = Xmm();
     env.cpu().s.xmm[0].d[0] = 0x3f800000u;
-    auto code13 = (assemble([](Xbyak::CodeGenerator& g) { g.divss(g.xmm0, g.xmm1); }));
+    auto code13 = (assemble_hlt([](Xbyak::CodeGenerator& g) { g.divss(g.xmm0, g.xmm1); }));
     CHECK(run_code(env, code13, 10) == StopReason::Exception);
     CHECK(env.cpu().last_fault.vector == kUD);
 }
@@ -320,7 +315,7 @@ TEST_CASE("sse: availability checks CR0.EM, CR0.TS, CR4.OSFXSR (SSE) and CR0.EM,
         env.reset_cpu();
         env.cpu().s.cr0 |= set_cr0;
         env.cpu().s.cr4 &= ~clear_cr4;
-        auto code14 = (assemble([mmx](Xbyak::CodeGenerator& g) {
+        auto code14 = (assemble_hlt([mmx](Xbyak::CodeGenerator& g) {
             if (mmx) g.paddb(g.mm0, g.mm1);
             else g.paddb(g.xmm0, g.xmm1);
         }));
@@ -347,7 +342,7 @@ TEST_CASE("sse: availability of LDMXCSR, FXSAVE and XSAVE (SDM exception lists)"
         env.cpu().s.cr4 &= ~clear_cr4;
         uint32_t mx = 0x1f80;
         env.poke(kBuf, &mx, 4);
-        auto code = assemble([which](Xbyak::CodeGenerator& g) {
+        auto code = assemble_hlt([which](Xbyak::CodeGenerator& g) {
             g.mov(g.ecx, kBuf);
             g.xor_(g.eax, g.eax);
             g.xor_(g.edx, g.edx);
@@ -377,14 +372,14 @@ TEST_CASE("sse: MMX aliases the x87 significands, sets TOP=0, tags valid, expone
     x.st[1].mant = 0x0102030405060708ull;
     x.st[2].mant = 0x1010101010101010ull;
     x.st[2].se = 0x1234;
-    auto code15 = (assemble([](Xbyak::CodeGenerator& g) { g.paddb(g.mm2, g.mm1); }));
+    auto code15 = (assemble_hlt([](Xbyak::CodeGenerator& g) { g.paddb(g.mm2, g.mm1); }));
     REQUIRE(run_code(env, code15, 10) == StopReason::Halt);
     CHECK(x.st[2].mant == 0x1112131415161718ull);
     CHECK(x.st[2].se == 0xffff);
     CHECK(x.st[1].se == 0);  // a source register keeps its exponent
     CHECK(x.top() == 0);
     CHECK(x.ftw == 0);
-    auto code16 = (assemble([](Xbyak::CodeGenerator& g) { g.emms(); }));
+    auto code16 = (assemble_hlt([](Xbyak::CodeGenerator& g) { g.emms(); }));
     REQUIRE(run_code(env, code16, 10) == StopReason::Halt);
     CHECK(x.ftw == 0xffff);
 }
@@ -406,7 +401,7 @@ TEST_CASE("sse: RCPPS/RSQRTPS are within the SDM relative error bound") {
         env.poke(kBuf, in.data(), kN * 4);
         const uint32_t abs_mask[4] = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
         env.poke(kBuf + kN * 12, abs_mask, 16);
-        auto code17 = (assemble([](Xbyak::CodeGenerator& g) {
+        auto code17 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
             g.mov(g.esi, kBuf);
             g.mov(g.edi, kBuf + kN * 12);  // |x| mask
             g.mov(g.ecx, kN / 4);
@@ -456,7 +451,7 @@ TEST_CASE("sse: RCPSS/RSQRTSS special operands") {
         CpuState& s = env.cpu().s;
         s.mxcsr = 0x0000;  // everything unmasked: there must still be no exception
         s.xmm[1].d[0] = c.in;
-        auto code18 = (assemble([](Xbyak::CodeGenerator& g) {
+        auto code18 = (assemble_hlt([](Xbyak::CodeGenerator& g) {
             g.rcpss(g.xmm0, g.xmm1);
             g.rsqrtss(g.xmm2, g.xmm1);
         }));

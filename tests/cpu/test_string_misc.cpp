@@ -19,24 +19,17 @@
 #include "cpu/decode.h"
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
 using machine::SnippetEnv;
+using m86::test::assemble;
+using m86::test::emit;
 
 namespace {
 
 using Gen = std::function<void(Xbyak::CodeGenerator&)>;
-
-void raw(Xbyak::CodeGenerator& g, std::initializer_list<uint8_t> bytes) {
-    for (uint8_t b : bytes) g.db(b);
-}
-
-std::vector<uint8_t> assemble(const Gen& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    g.ready();
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
 
 // The string-instruction opcode for an element width (A4/A5 style pairs) with REX.W / 66h.
 std::vector<uint8_t> string_insn(uint8_t byte_opcode, int w, std::vector<uint8_t> prefixes = {}) {
@@ -739,7 +732,7 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
          }},
         {"fxsr",
          [](G& g) {
-             raw(g, {0x0f, 0xae, 0x00});
+             emit(g, {0x0f, 0xae, 0x00});
          }},  // fxsave [rax]
         {"sse", [](G& g) { g.addps(g.xmm0, g.xmm1); }},
         {"sse2",
@@ -755,12 +748,12 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
              g.mov(g.rsi, g.rax);
              g.xor_(g.ecx, g.ecx);
              g.xgetbv();
-             raw(g, {0x0f, 0xae, 0x26});
+             emit(g, {0x0f, 0xae, 0x26});
          }},
         {"fsgsbase",
          [](G& g) {
-             raw(g, {0x0f, 0x20, 0xe1, 0x48, 0x0f, 0xba, 0xe9, 0x10, 0x0f, 0x22, 0xe1});  // CR4.FSGSBASE = 1
-             raw(g, {0xf3, 0x48, 0x0f, 0xae, 0xc0});
+             emit(g, {0x0f, 0x20, 0xe1, 0x48, 0x0f, 0xba, 0xe9, 0x10, 0x0f, 0x22, 0xe1});  // CR4.FSGSBASE = 1
+             emit(g, {0xf3, 0x48, 0x0f, 0xae, 0xc0});
          }},  // mov rcx, cr4; bts rcx, 16; mov cr4, rcx; rdfsbase rax
         {"bmi1", [](G& g) { g.andn(g.eax, g.ecx, g.edx); }},
         {"bmi2",
@@ -792,12 +785,12 @@ TEST_CASE("cpuid: every advertised instruction feature has handlers (no #UD)") {
         {"clwb", [](G& g) { g.clwb(g.ptr[g.rax]); }},
         {"rdpid",
          [](G& g) {
-             raw(g, {0xf3, 0x0f, 0xc7, 0xf8});
+             emit(g, {0xf3, 0x0f, 0xc7, 0xf8});
          }},  // rdpid rax
         {"invpcid",
          [](G& g) {
              g.mov(g.ecx, 2);
-             raw(g, {0x66, 0x0f, 0x38, 0x82, 0x08});
+             emit(g, {0x66, 0x0f, 0x38, 0x82, 0x08});
          }},  // invpcid rcx, [rax]
         {"lahf_lm",
          [](G& g) {

@@ -13,32 +13,14 @@
 
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
+using namespace m86::test;
 using namespace Xbyak::util;
 
 namespace {
-
-std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    g.ready();
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
-
-constexpr uint64_t kCode = machine::SnippetEnv::kCodeBase;
-constexpr uint64_t kData = 0x200000;
-
-uint64_t peek64(machine::SnippetEnv& env, uint64_t a) {
-    uint64_t v = 0;
-    env.peek(a, &v, 8);
-    return v;
-}
-void poke64(machine::SnippetEnv& env, uint64_t a, uint64_t v) { env.poke(a, &v, 8); }
-
-void emit(Xbyak::CodeGenerator& g, std::initializer_list<uint8_t> bytes) {
-    for (uint8_t b : bytes) g.db(b);
-}
 
 // A 64-bit interrupt gate for `handler` (SDM Vol. 3, Figure 6-8), selector 0x08, IST `ist`.
 void put_gate64(machine::SnippetEnv& env, uint64_t idt, unsigned vector, uint64_t handler, unsigned ist = 0) {

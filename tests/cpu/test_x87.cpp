@@ -11,20 +11,15 @@
 #include "cpu/softfloat.h"
 #include "machine/snippet.h"
 
+#include "asm.h"
+
 using namespace m86;
 using namespace m86::cpu;
+using m86::test::assemble_hlt;
 
 namespace {
 
 constexpr uint64_t kBuf = 0x200000;
-
-std::vector<uint8_t> assemble(const std::function<void(Xbyak::CodeGenerator&)>& gen) {
-    Xbyak::CodeGenerator g(4096);
-    gen(g);
-    g.hlt();
-    g.ready();
-    return {g.getCode(), g.getCode() + g.getSize()};
-}
 
 StopReason run_code(machine::SnippetEnv& env, const std::vector<uint8_t>& code, uint64_t n = 1000) {
     env.load_code(code);
@@ -50,7 +45,7 @@ TEST_CASE("x87: CR0.EM/CR0.TS give #NM; WAIT faults only with CR0.MP and CR0.TS"
     auto run = [&](uint64_t set_cr0, uint64_t clear_cr0, bool wait) {
         env.reset_cpu();
         env.cpu().s.cr0 = (env.cpu().s.cr0 | set_cr0) & ~clear_cr0;
-        auto code = assemble([wait](Xbyak::CodeGenerator& g) {
+        auto code = assemble_hlt([wait](Xbyak::CodeGenerator& g) {
             if (wait) g.fwait();
             else g.fld1();
         });
@@ -71,7 +66,7 @@ TEST_CASE("x87: an unmasked exception is pending until the next waiting instruct
     // executes, with the state unchanged.
     machine::SnippetEnv env;
     env.poke(kBuf, "\x7b\x03", 2);  // FCW 0x037b: ZE unmasked
-    auto code = assemble([](Xbyak::CodeGenerator& g) {
+    auto code = assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         g.fldcw(g.word[g.rax]);
         g.fld1();
@@ -93,7 +88,7 @@ TEST_CASE("x87: an unmasked exception is pending until the next waiting instruct
 
     // FNCLEX clears the exception: the next waiting instruction runs.
     env.reset_cpu();
-    auto code2 = assemble([](Xbyak::CodeGenerator& g) {
+    auto code2 = assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf);
         g.fldcw(g.word[g.rax]);
         g.fld1();
@@ -107,7 +102,7 @@ TEST_CASE("x87: an unmasked exception is pending until the next waiting instruct
 
     // FLDCW that unmasks an exception already flagged makes it pending (SDM Vol. 2 FLDCW).
     env.reset_cpu();
-    auto code3 = assemble([](Xbyak::CodeGenerator& g) {
+    auto code3 = assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.fld1();
         g.fldz();
         g.fdivp();  // masked ZE: flag only
@@ -124,7 +119,7 @@ TEST_CASE("x87: FNSTENV stores FIP/FOP/FDP of the last non-control instruction (
     // byte), 8.1.10 Figure 8-9 (32-bit protected-mode environment layout, used in 64-bit mode too).
     machine::SnippetEnv env;
     uint64_t fadd_at = 0;
-    auto code = assemble([&](Xbyak::CodeGenerator& g) {
+    auto code = assemble_hlt([&](Xbyak::CodeGenerator& g) {
         g.mov(g.eax, kBuf + 0x100);
         g.mov(g.ebx, kBuf);
         g.fld1();
@@ -145,7 +140,7 @@ TEST_CASE("x87: FNSTENV stores FIP/FOP/FDP of the last non-control instruction (
 TEST_CASE("x87: FNSAVE stores the registers in stack order and reinitialises; FRSTOR restores") {
     // SDM Vol. 2 FSAVE/FNSAVE (then FNINIT state), FRSTOR; Vol. 1 Figure 8-13 (register area).
     machine::SnippetEnv env;
-    auto code = assemble([](Xbyak::CodeGenerator& g) {
+    auto code = assemble_hlt([](Xbyak::CodeGenerator& g) {
         g.mov(g.ebx, kBuf);
         g.fld1();
         g.fldpi();  // ST(0) = pi, ST(1) = 1
@@ -237,7 +232,7 @@ TEST_CASE("x87: stack overflow and underflow (masked: QNaN indefinite, C1 tells 
     // SDM Vol. 1, 8.5.1.1: overflow sets C1 = 1, underflow C1 = 0; IE and SF; the masked response
     // stores the QNaN floating-point indefinite.
     machine::SnippetEnv env;
-    auto code = assemble([](Xbyak::CodeGenerator& g) {
+    auto code = assemble_hlt([](Xbyak::CodeGenerator& g) {
         for (int k = 0; k < 9; k++) g.fld1();  // the ninth overflows
         g.fnstsw(g.ax);
         g.mov(g.ecx, g.eax);
