@@ -24,8 +24,6 @@
 .set U, 4
 .set PS, 0x80
 .set RSP0, STACK0 - 0x100
-.set IOMAP, 0x68
-.set TSS_LIMIT, IOMAP + 128
 .set R0_CONT, VARS + 0x40
 .set F_CR2HI, VARS + 0x44
 .set SC_RCX, VARS + 0x48
@@ -42,43 +40,27 @@
 .set MSR_GSBASE, 0xc0000101
 .set MSR_KGSBASE, 0xc0000102
 
+# The SYSCALL and SYSENTER entries record the selectors the instruction loaded.
+.macro SAVE_CS_SS
+    mov %cs, %ax
+    movzwl %ax, %eax
+    mov %eax, SC_CS
+    mov %ss, %ax
+    movzwl %ax, %eax
+    mov %eax, SC_SS
+.endm
+
     .text
     .code16
 base:
 entry:
-    cli
-    xor %ax, %ax
-    mov %ax, %es
-    mov %ax, %ss
-    mov $STACK0, %sp
-    mov $0xf000, %ax
-    mov %ax, %ds
-    mov $(gdt - base), %si
-    mov $GDT_BASE, %di
-    mov $(gdt_end - gdt), %cx
-    cld
-    rep movsb
-    mov $(idt - base), %si
-    mov $IDT_BASE, %di
-    mov $(idt_end - idt), %cx
-    rep movsb
-    xor %ax, %ax
-    mov %ax, %ds
-    lgdtl %cs:(gdt_ptr - base)
-    mov %cr0, %eax
-    or $1, %eax
-    mov %eax, %cr0
-    ljmpl $SEL_K32, $pm32
+    RM_START
+    LOAD_TABLES lidt=0                         # the 64-bit IDT is loaded in long mode
+    ENTER_PM SEL_K32, pm32
 
     .code32
 pm32:
-    mov $SEL_KDATA, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %ss
-    mov %ax, %fs
-    mov %ax, %gs
-    mov $STACK0, %esp
+    LOAD_SEGS32 SEL_KDATA
     # Page tables: identity map of 1 GiB, 4 KiB pages below 2 MiB, user accessible.
     mov $PT_BASE, %edi
     xor %eax, %eax
@@ -87,33 +69,14 @@ pm32:
     movl $(PDPT|P|W|U), PML4
     movl $(PDT|P|W|U), PDPT
     movl $(PTE0|P|W|U), PDT
-    mov $1, %ecx
-1:  mov %ecx, %eax
-    shl $21, %eax
-    or $(P|W|U|PS), %eax
-    mov %eax, PDT(,%ecx,8)
-    inc %ecx
-    cmp $512, %ecx
-    jne 1b
-    xor %ecx, %ecx
-1:  mov %ecx, %eax
-    shl $12, %eax
-    or $(P|W|U), %eax
-    mov %eax, PTE0(,%ecx,8)
-    inc %ecx
-    cmp $512, %ecx
-    jne 1b
+    MAP_IDENTITY PDT, 512, 8, 21, P|W|U|PS, first=1
+    MAP_IDENTITY PTE0, 512, 8, 12, P|W|U
     movl $0, PTE0 + 0x1f0*8                    # 0x1f0000 not present
     movl $(0x1f1000|P|W), PTE0 + 0x1f1*8       # 0x1f1000 supervisor only
     # TSS: RSP0, IST1, I/O bitmap allowing every port.
-    mov $TSS_BASE, %edi
-    xor %eax, %eax
-    mov $(TSS_LIMIT + 1), %ecx
-    rep stosb
+    TSS_INIT
     movl $RSP0, TSS_BASE + 4
     movl $STACK_IST, TSS_BASE + 0x24
-    movw $IOMAP, TSS_BASE + 0x66
-    movb $0xff, TSS_BASE + IOMAP + 128
     # IA-32e mode: PAE, CR3, EFER.LME, then paging.
     mov %cr4, %eax
     or $0x20, %eax
@@ -360,12 +323,7 @@ int80_after:
 syscall_entry:
     mov %rcx, SC_RCX
     mov %r11, SC_R11
-    mov %cs, %ax
-    movzwl %ax, %eax
-    mov %eax, SC_CS
-    mov %ss, %ax
-    movzwl %ax, %eax
-    mov %eax, SC_SS
+    SAVE_CS_SS
     pushfq
     popq %rax
     and $0x200, %eax
@@ -404,12 +362,7 @@ ring3c:
     sysenter
     .code64
 sysenter_entry:
-    mov %cs, %ax
-    movzwl %ax, %eax
-    mov %eax, SC_CS
-    mov %ss, %ax
-    movzwl %ax, %eax
-    mov %eax, SC_SS
+    SAVE_CS_SS
     mov %rsp, SC_RCX
     lea sysret_target, %ecx                    # SYSRETL: EIP = ECX, flags from R11
     mov $0x2, %r11d

@@ -19,14 +19,7 @@
 
 main32:
     # Identity-map 0..4 MiB with user read/write 4 KiB pages, then the special pages.
-    xor %ecx, %ecx
-1:  mov %ecx, %eax
-    shl $12, %eax
-    or $(P|W|U), %eax
-    mov %eax, PT0(,%ecx,4)
-    inc %ecx
-    cmp $1024, %ecx
-    jne 1b
+    MAP_IDENTITY PT0, 1024, 4, 12, P|W|U
     movl $(0x200000|P), PT0 + 0x200*4          # supervisor read-only
     movl $0, PT0 + 0x201*4                     # not present
     movl $(0x203000|P|W), PT0 + 0x203*4        # supervisor read/write
@@ -149,14 +142,7 @@ after_r3:
     movl $(0x200000|P|W|PS), PAE_PD + 8       # 2 MiB page, XD set below
     movl $0x80000000, PAE_PD + 12
     movl $(0x400000|P|W|PS|(1<<13)), PAE_PD + 16   # reserved bit 13 in a 2 MiB PDE
-    xor %ecx, %ecx
-1:  mov %ecx, %eax
-    shl $12, %eax
-    or $(P|W|U), %eax
-    mov %eax, PAE_PT(,%ecx,8)
-    inc %ecx
-    cmp $512, %ecx
-    jne 1b
+    MAP_IDENTITY PAE_PT, 512, 8, 12, P|W|U
     mov $0xc0000080, %ecx                     # EFER.NXE
     rdmsr
     or $0x800, %eax

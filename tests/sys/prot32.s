@@ -22,59 +22,23 @@
 .set SEL_LDT, 0x60       # LDT descriptor
 .set SEL_DATA16, 0x68    # 16-bit data, limit 0xffff
 .set ESP0, STACK0 - 0x100
-.set IOMAP, 0x68         # I/O bitmap offset in the TSS: 128 bytes for ports 0..0x3ff, then 0xff
-.set TSS_LIMIT, IOMAP + 128
 
     .text
     .code16
 base:
 entry:
-    cli
-    xor %ax, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %ss
-    mov $STACK0, %sp
-    # Copy the GDT and the IDT templates from ROM to RAM.
-    mov $0xf000, %ax
-    mov %ax, %ds
-    mov $(gdt - base), %si
-    mov $GDT_BASE, %di
-    mov $(gdt_end - gdt), %cx
-    cld
-    rep movsb
-    mov $(idt - base), %si
-    mov $IDT_BASE, %di
-    mov $(idt_end - idt), %cx
-    rep movsb
-    xor %ax, %ax
-    mov %ax, %ds
-    lgdtl %cs:(gdt_ptr - base)
-    lidtl %cs:(idt_ptr - base)
-    mov %cr0, %eax
-    or $1, %eax
-    mov %eax, %cr0
-    ljmpl $SEL_CODE0, $pm32
+    RM_START
+    LOAD_TABLES                 # the GDT and IDT templates, copied from ROM to RAM
+    ENTER_PM SEL_CODE0, pm32
 
     .code32
 pm32:
-    mov $SEL_DATA0, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %fs
-    mov %ax, %gs
-    mov %ax, %ss
-    mov $STACK0, %esp
+    LOAD_SEGS32 SEL_DATA0
     # TSS: ring-0 stack, I/O bitmap (all allowed except port 0x80), then LTR.
-    mov $TSS_BASE, %edi
-    xor %eax, %eax
-    mov $(TSS_LIMIT + 1), %ecx
-    rep stosb
+    TSS_INIT
     movl $ESP0, TSS_BASE + 4
     movl $SEL_DATA0, TSS_BASE + 8
-    movw $IOMAP, TSS_BASE + 0x66
     movb $0x01, TSS_BASE + IOMAP + 0x80 / 8
-    movb $0xff, TSS_BASE + IOMAP + 128
     mov $SEL_TSS, %ax
     ltr %ax
     str %ax
@@ -399,58 +363,12 @@ pm16:
     .code32
 
 # ---- exception stubs and the common handler ----
-.macro STUB n
-stub_\n:
-    .if (\n == 8) || ((\n >= 10) && (\n <= 14)) || (\n == 17)
-    .else
-    pushl $0xffffffff
-    .endif
-    pushl $\n
-    jmp pm_common
-.endm
-.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19
-    STUB \n
+.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,0x80,0x81
+    STUB32 \n
 .endr
-    STUB 0x80
-    STUB 0x81
 
 pm_common:
-    # [esp] vector, +4 error, +8 EIP, +12 CS, +16 EFLAGS, (+20 ESP, +24 SS from ring 3)
-    push %eax
-    push %ds
-    mov $SEL_DATA0, %ax
-    mov %ax, %ds
-    mov 8(%esp), %eax
-    mov %eax, F_VEC
-    mov 12(%esp), %eax
-    mov %eax, F_ERR
-    mov 16(%esp), %eax
-    mov %eax, F_IP
-    mov 20(%esp), %eax
-    mov %eax, F_CS
-    mov 24(%esp), %eax
-    mov %eax, F_FL
-    lea 16(%esp), %eax
-    mov %eax, F_HSP
-    movl $0xffffffff, F_SP
-    movl $0xffffffff, F_SS
-    testl $3, 20(%esp)
-    jz 1f
-    mov 28(%esp), %eax
-    mov %eax, F_SP
-    mov 32(%esp), %eax
-    mov %eax, F_SS
-1:  mov %cr2, %eax
-    mov %eax, F_CR2
-    incl F_COUNT
-    mov F_RESUME, %eax
-    test %eax, %eax
-    jz 2f
-    mov %eax, 16(%esp)
-2:  pop %ds
-    pop %eax
-    add $8, %esp
-    iret
+    PM32_HANDLER
 
 stub_0x82:
     jmp ring0_again

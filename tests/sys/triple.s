@@ -8,17 +8,10 @@
     .code16
 base:
 entry:
-    cli
-    xor %ax, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    mov $STACK0, %sp
-    lgdtl %cs:(gdt_ptr - base)
+    RM_START
+    lgdtl %cs:(gdt_ptr - base)                 # the GDT stays in ROM; the IDT is empty
     lidtl %cs:(idt_ptr - base)
-    mov %cr0, %eax
-    or $1, %eax
-    mov %eax, %cr0
-    ljmpl $0x08, $pm32
+    ENTER_PM 0x08, pm32
     .code32
 pm32:
     mov $0x10, %ax
