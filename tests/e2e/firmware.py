@@ -42,7 +42,7 @@ def qemu_argv(args):
 def assemble(src, out_dir, name, defsyms=(), ttext="0", binary=True):
     obj = os.path.join(out_dir, name + ".o")
     out = os.path.join(out_dir, name)
-    subprocess.run(["as", "--32", *[f"--defsym={d}" for d in defsyms], "-o", obj, src], check=True)
+    subprocess.run(["as", "--32", "-I", HERE, *[f"--defsym={d}" for d in defsyms], "-o", obj, src], check=True)
     fmt = ["--oformat", "binary"] if binary else []
     subprocess.run(["ld", "-m", "elf_i386", f"-Ttext={ttext}", "-e", "0" if binary else "_start", *fmt,
                     "-o", out, obj], check=True, capture_output=True)

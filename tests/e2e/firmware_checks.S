@@ -18,7 +18,7 @@
  *   6  code run through the low alias, then patched by fw_cfg DMA through the high alias
  *   7  fw_cfg DMA into RAM over code that already ran there
  *
- * Build: as --32 -o c.o firmware_checks.S && ld -m elf_i386 -Ttext=0 --oformat binary -o c.rom c.o
+ * Build: as --32 -I tests/e2e -o c.o firmware_checks.S && ld -m elf_i386 -Ttext=0 --oformat binary -o c.rom c.o
  */
         .set    EXIT_PORT, 0xf4
         .set    FW_CFG_DMA_LOW, 0x518
@@ -161,18 +161,7 @@ report:
         mov     %bl, %al
         add     $'0', %al
         jmp     putc
-putc:
-        push    %dx
-        push    %ax
-        mov     $0x3fd, %dx
-1:      in      %dx, %al
-        test    $0x20, %al
-        jz      1b
-        pop     %ax
-        mov     $0x3f8, %dx
-        out     %al, %dx
-        pop     %dx
-        ret
+        .include "serial.inc"         /* putc (and puts, newline, hex32) */
 
         .balign 16
 routine:

@@ -8,7 +8,7 @@
  * prints the first bytes and a 32-bit byte sum over the first 64 KiB; for the file directory it
  * prints every entry (name, size, selector) and the same for its contents.
  *
- * Build: as --32 -o d.o fw_cfg_dump.S && ld -m elf_i386 -Ttext=0 --oformat binary -o d.rom d.o
+ * Build: as --32 -I tests/e2e -o d.o fw_cfg_dump.S && ld -m elf_i386 -Ttext=0 --oformat binary -o d.rom d.o
  */
         .code16
         .text
@@ -157,29 +157,7 @@ dump_item:
         call    newline
         ret
 
-/* Serial output (COM1 at 0x3f8, polling the line status register). */
-putc:
-        push    %dx
-        push    %ax
-        mov     $0x3fd, %dx
-1:      in      %dx, %al
-        test    $0x20, %al
-        jz      1b
-        pop     %ax
-        mov     $0x3f8, %dx
-        out     %al, %dx
-        pop     %dx
-        ret
-puts:
-        lodsb
-        test    %al, %al
-        jz      1f
-        call    putc
-        jmp     puts
-1:      ret
-newline:
-        mov     $'\n', %al
-        jmp     putc
+        .include "serial.inc"         /* putc, puts, newline (and hex32) */
 hex16:
         push    %ax
         mov     %ah, %al

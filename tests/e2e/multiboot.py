@@ -22,11 +22,11 @@ EXIT_OK = (0x21 << 1) | 1  # the kernel writes 0x21 to the isa-debug-exit port w
 
 def build(tmp):
     src = os.path.join(HERE, "multiboot_hello.S")
-    subprocess.run(["as", "--32", "-o", "k.o", src], check=True, cwd=tmp)
+    subprocess.run(["as", "--32", "-I", HERE, "-o", "k.o", src], check=True, cwd=tmp)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "k.elf", "k.o"], check=True, cwd=tmp)
-    subprocess.run(["as", "--32", "--defsym", "REBOOT=1", "-o", "kr.o", src], check=True, cwd=tmp)
+    subprocess.run(["as", "--32", "-I", HERE, "--defsym", "REBOOT=1", "-o", "kr.o", src], check=True, cwd=tmp)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "kr.elf", "kr.o"], check=True, cwd=tmp)
-    subprocess.run(["as", "--32", "--defsym", "AOUT=1", "-o", "ka.o", src], check=True, cwd=tmp)
+    subprocess.run(["as", "--32", "-I", HERE, "--defsym", "AOUT=1", "-o", "ka.o", src], check=True, cwd=tmp)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "0", "--oformat", "binary", "-o", "k.bin",
                     "ka.o"], check=True, cwd=tmp)
 

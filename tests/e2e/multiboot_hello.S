@@ -7,9 +7,9 @@
  * fault) until the third boot, to check that a machine reset boots the kernel again.
  *
  * Built at test time by tests/e2e/multiboot.py, as an ELF kernel:
- *   as --32 -o k.o multiboot_hello.S && ld -m elf_i386 -Ttext=0x100000 -o k.elf k.o
+ *   as --32 -I tests/e2e -o k.o multiboot_hello.S && ld -m elf_i386 -Ttext=0x100000 -o k.elf k.o
  * and as a flat image that uses the header's address fields (the "a.out kludge"):
- *   as --32 --defsym AOUT=1 -o k.o multiboot_hello.S && ld -m elf_i386 -Ttext=0x100000 \
+ *   as --32 -I tests/e2e --defsym AOUT=1 -o k.o multiboot_hello.S && ld -m elf_i386 -Ttext=0x100000 \
  *       --oformat binary -o k.bin k.o
  */
         .set    MAGIC, 0x1BADB002
@@ -19,7 +19,6 @@
         .set    FLAGS, 0x00000003
 .endif
         .set    EXIT_PORT, 0xf4
-        .set    COM1, 0x3f8
 
         .code32
         .text
@@ -177,43 +176,7 @@ field:
         call    hex32
         jmp     newline
 
-putc:
-        push    %edx
-        push    %eax
-        mov     $(COM1 + 5), %dx
-1:      in      %dx, %al
-        test    $0x20, %al
-        jz      1b
-        pop     %eax
-        mov     $COM1, %dx
-        out     %al, %dx
-        pop     %edx
-        ret
-puts:
-        lodsb
-        test    %al, %al
-        jz      1f
-        call    putc
-        jmp     puts
-1:      ret
-newline:
-        mov     $'\n', %al
-        jmp     putc
-hex32:
-        push    %ecx
-        mov     $8, %ecx
-1:      rol     $4, %eax
-        push    %eax
-        and     $0xf, %al
-        add     $'0', %al
-        cmp     $'9', %al
-        jbe     2f
-        add     $('a' - '0' - 10), %al
-2:      call    putc
-        pop     %eax
-        loop    1b
-        pop     %ecx
-        ret
+        .include "serial.inc"         /* putc, puts, newline, hex32 */
 
 s_hello:   .asciz "hello from multiboot\n"
 s_flags:   .asciz "flags="

@@ -266,7 +266,7 @@ def sc_options(m86, tmp, assets):
 def sc_bad_ring(m86, tmp, assets):
     sc = Scenario("bad-ring")
     src = os.path.join(HERE, "virtio_bad_ring.S")
-    subprocess.run(["as", "--32", "-o", "br.o", src], check=True, cwd=tmp)
+    subprocess.run(["as", "--32", "-I", HERE, "-o", "br.o", src], check=True, cwd=tmp)
     subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "br.elf", "br.o"], check=True, cwd=tmp)
     disk = os.path.join(tmp, "br.img")
     with open(disk, "wb") as f:

@@ -18,12 +18,11 @@
  * Every line is checked by tests/e2e/virtio.py (and compared with QEMU's output when installed).
  * Exit: isa-debug-exit at port 0xf4 with 0x21 (status 0x43) when it got to the end.
  *
- * Build: as --32 -o k.o virtio_bad_ring.S && ld -m elf_i386 -Ttext=0x100000 -o k.elf k.o
+ * Build: as --32 -I tests/e2e -o k.o virtio_bad_ring.S && ld -m elf_i386 -Ttext=0x100000 -o k.elf k.o
  */
         .set    MAGIC, 0x1BADB002
         .set    FLAGS, 0x00000003
         .set    EXIT_PORT, 0xf4
-        .set    COM1, 0x3f8
         .set    VBASE, 0xfeb00e00
         /* 4.2.2 register offsets */
         .set    R_MAGIC, 0x000
@@ -309,43 +308,7 @@ report:
         call    newline
         ret
 
-putc:
-        push    %edx
-        push    %eax
-        mov     $COM1 + 5, %dx
-1:      in      %dx, %al
-        test    $0x20, %al
-        jz      1b
-        pop     %eax
-        mov     $COM1, %dx
-        out     %al, %dx
-        pop     %edx
-        ret
-puts:
-        lodsb
-        test    %al, %al
-        jz      1f
-        call    putc
-        jmp     puts
-1:      ret
-newline:
-        mov     $'\n', %al
-        jmp     putc
-hex32:
-        push    %ecx
-        mov     $8, %ecx
-1:      rol     $4, %eax
-        push    %eax
-        and     $0xf, %al
-        add     $'0', %al
-        cmp     $'9', %al
-        jbe     2f
-        add     $('a' - '0' - 10), %al
-2:      call    putc
-        pop     %eax
-        loop    1b
-        pop     %ecx
-        ret
+        .include "serial.inc"         /* putc, puts, newline, hex32 */
 
         .data
 s_hello:   .asciz "virtio bad-ring test\n"
