@@ -22,15 +22,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = b"M86-USERSPACE-READY"
 
-
-def assets():
-    k, i = os.environ.get("M86_KERNEL"), os.environ.get("M86_INITRD")
-    if k and i:
-        return k, i
-    out = subprocess.run([os.path.join(ROOT, "scripts", "guest-assets.sh")], check=True,
-                         capture_output=True, text=True).stdout
-    env = dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
-    return env["M86_KERNEL"], env["M86_INITRD"]
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from e2e_util import linux_assets
 
 
 def cpu_seconds():
@@ -67,7 +61,7 @@ def main():
     ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("-m", default="512M")
     a = ap.parse_args()
-    kernel, initrd = assets()
+    kernel, initrd = linux_assets()
     script = base64.b64encode(b"true\n").decode()  # the initramfs reboots right after the marker
     common = ["-m", a.m, "-smp", str(a.smp), "-kernel", kernel, "-initrd", initrd,
               "-append", f"console=ttyS0 reboot=t panic=-1 m86.run64={script}",

@@ -12,25 +12,14 @@ Guest assets: M86_KERNEL and M86_INITRD from the environment, else scripts/guest
 """
 import base64
 import hashlib
-import math
 import os
 import re
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BAD = re.compile(r"\b(BUG|WARNING|Oops|Call Trace)\b|Kernel panic|\bpanic\b")
-
-
-def assets():
-    k, i = os.environ.get("M86_KERNEL"), os.environ.get("M86_INITRD")
-    if k and i:
-        return k, i
-    out = subprocess.run([os.path.join(ROOT, "scripts", "guest-assets.sh")], check=True,
-                         capture_output=True, text=True).stdout
-    env = dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
-    return env["M86_KERNEL"], env["M86_INITRD"]
+sys.dont_write_bytecode = True
+from e2e_util import BAD, linux_assets, micro86_arg, report
 
 
 def host_values():
@@ -145,12 +134,9 @@ def run_scenario(binary, name, sc, kernel, initrd, expect):
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    binary = os.path.abspath(sys.argv[1])
+    binary = micro86_arg(__doc__)
     names = sys.argv[2:] or list(SCENARIOS)
-    kernel, initrd = assets()
+    kernel, initrd = linux_assets()
     expect = host_values()
     # The kernel release from the package file name: .../kernel/<release>/vmlinuz
     expect["release"] = os.path.basename(os.path.dirname(kernel))
@@ -158,22 +144,10 @@ def main():
     for name in names:
         failures, secs, boot_s, out, err = run_scenario(binary, name, SCENARIOS[name], kernel, initrd, expect)
         guest = f", guest reached /init at {boot_s:.2f} s" if boot_s is not None else ""
-        if failures:
-            failed += 1
-            print(f"FAIL {name} ({secs:.1f} s{guest})")
-            for f in failures:
-                print(f"     - {f}")
-            print("     --- last guest output ---")
-            for line in out.splitlines()[-40:]:
-                print(f"     | {line}")
-            if err.strip():
-                print("     --- micro86 stderr ---")
-                for line in err.splitlines()[-10:]:
-                    print(f"     | {line}")
-        else:
+        if report(f"{name} ({secs:.1f} s{guest})", failures, out, err, tail=40):
             passed += 1
-            print(f"ok   {name} ({secs:.1f} s{guest})")
-        sys.stdout.flush()
+        else:
+            failed += 1
     print(f"e2e: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True
+from e2e_util import assemble, micro86_arg, report
+
 QEMU = shutil.which("qemu-system-x86_64")
 
 
@@ -37,16 +39,6 @@ def qemu_argv(args):
         rest.append(args[i])
         i += 1
     return [QEMU, "-M", "microvm,acpi=off" + props, "-accel", "tcg", "-display", "none", *rest]
-
-
-def assemble(src, out_dir, name, defsyms=(), ttext="0", binary=True):
-    obj = os.path.join(out_dir, name + ".o")
-    out = os.path.join(out_dir, name)
-    subprocess.run(["as", "--32", "-I", HERE, *[f"--defsym={d}" for d in defsyms], "-o", obj, src], check=True)
-    fmt = ["--oformat", "binary"] if binary else []
-    subprocess.run(["ld", "-m", "elf_i386", f"-Ttext={ttext}", "-e", "0" if binary else "_start", *fmt,
-                    "-o", out, obj], check=True, capture_output=True)
-    return out
 
 
 def run(argv, timeout=120, env=None):
@@ -196,20 +188,14 @@ def check_linux(c, d, setup, kernel, initrd, cmdline, ram, option_rom):
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    m86 = os.path.abspath(sys.argv[1])
-    if not shutil.which("as") or not shutil.which("ld"):
-        print("SKIP: GNU as and ld are needed to build the test firmware")
-        return 77
+    m86 = micro86_arg(__doc__, ("as", "ld"), "GNU binutils, to build the test firmware")
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="m86-fw-") as tmp:
         os.chdir(tmp)
-        dump = assemble(os.path.join(HERE, "fw_cfg_dump.S"), tmp, "dump.rom")
-        checks = assemble(os.path.join(HERE, "firmware_checks.S"), tmp, "checks.rom")
-        assemble(os.path.join(HERE, "multiboot_hello.S"), tmp, "mb.elf", ttext="0x100000", binary=False)
-        assemble(os.path.join(HERE, "multiboot_hello.S"), tmp, "mb.bin", defsyms=["AOUT=1"], ttext="0x100000")
+        assemble("fw_cfg_dump.S", os.path.join(tmp, "dump.rom"))
+        assemble("firmware_checks.S", os.path.join(tmp, "checks.rom"))
+        assemble("multiboot_hello.S", os.path.join(tmp, "mb.elf"), ttext="0x100000", binary=False)
+        assemble("multiboot_hello.S", os.path.join(tmp, "mb.bin"), defsyms=["AOUT=1"], ttext="0x100000")
         with open("mb.bin", "rb") as f:
             img = f.read()
         mb_entry = struct.unpack_from("<I", img, 28)[0]  # the header's entry_addr (header at offset 0)
@@ -279,8 +265,8 @@ def main():
                         if len(ql) != len(ml):
                             diffs.append(f"{len(ql)} lines from QEMU, {len(ml)} from micro86")
                         c.failures.append("differs from QEMU: " + "; ".join(diffs[:4]))
-            report(c, out)
-            passed, failed = (passed + 1, failed) if not c.failures else (passed, failed + 1)
+            ok = report(c.name + (" (same as QEMU)" if QEMU and not c.failures else ""), c.failures, out, tail=12)
+            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
 
         # The firmware mapping and code coherence checks, on micro86 and QEMU.
         c = Checker("firmware aliases and code coherence")
@@ -292,8 +278,8 @@ def main():
         if QEMU:
             qrc, qout, _ = run(qemu_argv(argv), timeout=30)
             c.eq("QEMU exit status on the same firmware", qrc, 0x21)
-        report(c, out)
-        passed, failed = (passed + 1, failed) if not c.failures else (passed, failed + 1)
+        ok = report(c.name, c.failures, out, tail=12)
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
 
         # Errors and the fallback.
         c = Checker("firmware errors and fallback")
@@ -308,25 +294,13 @@ def main():
                             "-nodefaults", "-serial", "stdio"], timeout=30, env=env)
         c.eq("no qboot.rom: one message, then direct boot",
              (rc, err.count("qboot.rom"), "hello from multiboot" in out), (0x43, 1, True))
-        report(c, out)
-        passed, failed = (passed + 1, failed) if not c.failures else (passed, failed + 1)
+        ok = report(c.name, c.failures, out, tail=12)
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
 
     if not QEMU:
         print("note: qemu-system-x86_64 is not installed; compared against the specifications only")
     print(f"firmware: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
-
-
-def report(c, out):
-    if c.failures:
-        print(f"FAIL {c.name}")
-        for f in c.failures:
-            print(f"     - {f}")
-        for line in out.splitlines()[-12:]:
-            print(f"     | {line}")
-    else:
-        print(f"ok   {c.name}" + (" (same as QEMU)" if QEMU and c.name.startswith("fw_cfg") else ""))
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -14,21 +14,19 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True
+from e2e_util import assemble, micro86_arg, report
+
 QEMU = shutil.which("qemu-system-x86_64")
 RAM_MB = 128
 EXIT_OK = (0x21 << 1) | 1  # the kernel writes 0x21 to the isa-debug-exit port when all went well
 
 
 def build(tmp):
-    src = os.path.join(HERE, "multiboot_hello.S")
-    subprocess.run(["as", "--32", "-I", HERE, "-o", "k.o", src], check=True, cwd=tmp)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "k.elf", "k.o"], check=True, cwd=tmp)
-    subprocess.run(["as", "--32", "-I", HERE, "--defsym", "REBOOT=1", "-o", "kr.o", src], check=True, cwd=tmp)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "kr.elf", "kr.o"], check=True, cwd=tmp)
-    subprocess.run(["as", "--32", "-I", HERE, "--defsym", "AOUT=1", "-o", "ka.o", src], check=True, cwd=tmp)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-e", "0", "--oformat", "binary", "-o", "k.bin",
-                    "ka.o"], check=True, cwd=tmp)
+    """The ELF kernel, the rebooting ELF kernel and the flat a.out-kludge image, all at 1 MiB."""
+    for out, defsyms, binary in (("k.elf", [], False), ("kr.elf", ["REBOOT=1"], False),
+                                 ("k.bin", ["AOUT=1"], True)):
+        assemble("multiboot_hello.S", os.path.join(tmp, out), defsyms, ttext="0x100000", binary=binary)
 
 
 def run(argv, cwd):
@@ -68,13 +66,7 @@ def expected(kernel, modules, cmdline, firmware):
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    m86 = os.path.abspath(sys.argv[1])
-    if not shutil.which("as") or not shutil.which("ld"):
-        print("SKIP: GNU as and ld are needed to build the test kernel")
-        return 77
+    m86 = micro86_arg(__doc__, ("as", "ld"), "GNU binutils, to build the test kernel")
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="m86-mb-") as tmp:
         build(tmp)
@@ -111,19 +103,10 @@ def main():
                     if (qrc, qout) != (rc, out):
                         failures.append(f"differs from QEMU (QEMU: status {qrc}, output {qout[-200:]!r})")
                 label = f"{kernel} {mode}" + (" (same as QEMU)" if mode == "qboot" and QEMU and not failures else "")
-                if failures:
-                    failed += 1
-                    print(f"FAIL {label}")
-                    for f in failures:
-                        print(f"     - {f}")
-                    for line in out.splitlines()[-20:]:
-                        print(f"     | {line}")
-                    if err.strip():
-                        print(f"     stderr: {err.strip()[:300]}")
-                else:
+                if report(label, failures, out, err, tail=20):
                     passed += 1
-                    print(f"ok   {label}")
-                sys.stdout.flush()
+                else:
+                    failed += 1
         # A machine reset (triple fault, no -no-reboot) boots the kernel again, directly or through
         # the firmware; the kernel counts its boots in RAM and stops after the third.
         for mode in ("direct", "qboot"):

@@ -55,34 +55,21 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+from e2e_util import BAD, asset, assemble, micro86_arg, report
+
 QEMU = shutil.which("qemu-system-x86_64")
-BAD = re.compile(r"\b(BUG|WARNING|Oops|Call Trace)\b|Kernel panic|\bpanic\b")
 EXIT_OK = (0x21 << 1) | 1
 
 
 # ---- guest assets -----------------------------------------------------------------------------
 
-def env_from(script):
-    out = subprocess.run([os.path.join(ROOT, "scripts", script)], check=True, capture_output=True, text=True).stdout
-    return dict(line.split("=", 1) for line in out.strip().splitlines() if line.startswith("M86_"))
-
-
 def virtio_kernel():
-    k = os.environ.get("M86_VIRTIO_KERNEL")
-    if k:
-        return k
     try:
-        return env_from("guest-kernel.sh")["M86_VIRTIO_KERNEL"]
+        return asset("M86_VIRTIO_KERNEL", "guest-kernel.sh")
     except (subprocess.CalledProcessError, KeyError, FileNotFoundError) as e:
         print(f"note: no virtio guest kernel ({e})")
         return None
-
-
-def initramfs():
-    i = os.environ.get("M86_INITRD")
-    return i if i else env_from("guest-assets.sh")["M86_INITRD"]
 
 
 # ---- running micro86 (and QEMU) ---------------------------------------------------------------
@@ -265,9 +252,7 @@ def sc_options(m86, tmp, assets):
 
 def sc_bad_ring(m86, tmp, assets):
     sc = Scenario("bad-ring")
-    src = os.path.join(HERE, "virtio_bad_ring.S")
-    subprocess.run(["as", "--32", "-I", HERE, "-o", "br.o", src], check=True, cwd=tmp)
-    subprocess.run(["ld", "-m", "elf_i386", "-Ttext=0x100000", "-o", "br.elf", "br.o"], check=True, cwd=tmp)
+    assemble("virtio_bad_ring.S", os.path.join(tmp, "br.elf"), ttext="0x100000", binary=False)
     disk = os.path.join(tmp, "br.img")
     with open(disk, "wb") as f:
         # Sector 0: a signature, then `mov $0x22222222, %eax; ret` (the guest runs it after the read).
@@ -745,19 +730,13 @@ SCENARIOS = {
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    m86 = os.path.abspath(sys.argv[1])
+    m86 = micro86_arg(__doc__, ("as", "ld", "mke2fs", "debugfs", "e2fsck", "cpio"),
+                      "binutils, e2fsprogs, cpio; see scripts/setup-deps.sh")
     names = sys.argv[2:] or list(SCENARIOS)
-    for tool in ("as", "ld", "mke2fs", "debugfs", "e2fsck", "cpio"):
-        if not shutil.which(tool):
-            print(f"SKIP: {tool} is needed (binutils, e2fsprogs, cpio; see scripts/setup-deps.sh)")
-            return 77
     assets = None
     if any(SCENARIOS[n][1] for n in names):
         k = virtio_kernel()
-        assets = (k, initramfs()) if k else None
+        assets = (k, asset("M86_INITRD", "guest-assets.sh")) if k else None
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="m86-virtio-") as tmp:
         for name in names:
@@ -770,22 +749,10 @@ def main():
             sc = fn(m86, tmp, assets)
             secs = time.monotonic() - t0
             label = f"{name} ({secs:.1f} s" + "".join(f", {n}" for n in sc.notes) + ")"
-            if sc.failures:
-                failed += 1
-                print(f"FAIL {label}")
-                for f in sc.failures:
-                    print(f"     - {f}")
-                print("     --- last guest output ---")
-                for line in sc.out.splitlines()[-30:]:
-                    print(f"     | {line}")
-                if sc.err.strip():
-                    print("     --- micro86 stderr ---")
-                    for line in sc.err.splitlines()[-10:]:
-                        print(f"     | {line}")
-            else:
+            if report(label, sc.failures, sc.out, sc.err):
                 passed += 1
-                print(f"ok   {label}")
-            sys.stdout.flush()
+            else:
+                failed += 1
     print(f"e2e-virtio: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
