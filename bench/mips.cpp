@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "jit/jit.h"
 #include "machine/snippet.h"
 
 using namespace m86;
@@ -67,8 +68,10 @@ double thread_seconds() {
 }
 
 // Run the workload's code repeatedly (it loops forever) for about `seconds` of CPU time; return MIPS.
-double measure(const Workload& w, double seconds) {
+// jit: blocks get host code after kDefaultThreshold runs, as on the board (0: interpret).
+double measure(const Workload& w, double seconds, bool jit) {
     machine::SnippetEnv env;
+    if (jit) env.set_jit(jit::kDefaultThreshold);
     env.load_code(assemble(w.gen));
     if (w.user) enter_user(env);
     // Warm up: decode the blocks, fill the TLB.
@@ -238,10 +241,15 @@ int main(int argc, char** argv) {
              g.jmp("top");
          }},
     };
-    fmt::print("micro86 interpreter speed (guest MIPS per host CPU second, best of 3, ~{:.1f} s per workload)\n", seconds);
+    fmt::print("micro86 speed in guest MIPS per host CPU second (best of 3, ~{:.1f} s per workload and engine)\n",
+               seconds);
+    fmt::print("  {:<9} {:>11} {:>11}\n", "", "interpreter", jit::available() ? "JIT" : "(no JIT)");
     for (const auto& w : workloads) {
         if (argc > 2 && std::string(w.name).find(argv[2]) == std::string::npos) continue;
-        double mips = measure(w, seconds);
-        fmt::print("  {:<9} {:8.1f} MIPS   {}\n", w.name, mips, w.what);
+        double interp = measure(w, seconds, false);
+        if (jit::available())
+            fmt::print("  {:<9} {:11.1f} {:11.1f}   {}\n", w.name, interp, measure(w, seconds, true), w.what);
+        else
+            fmt::print("  {:<9} {:11.1f} {:>11}   {}\n", w.name, interp, "-", w.what);
     }
 }

@@ -13,6 +13,7 @@ namespace m86::cpu {
 
 Cpu::Cpu(Bus& b, std::shared_ptr<CodeCache> code) : bus(b), code_(code ? std::move(code) : make_code_cache()) {
     code_->attach(this);
+    if (code_->translator()) jit_threshold_ = code_->threshold();
     reset();
 }
 
@@ -328,14 +329,24 @@ StopReason Cpu::run_blocks(uint64_t limit) {
         const Insn* i = b->insns.data();
         const uint32_t n = b->n;
         const uint64_t room = slice_end_ - icount;
-        const Insn* end = i + (room < n ? room : n);
         exit_request = false;
-        do {
-            next_rip = s.rip + i->len;
-            i->fn(*this, *i);
-            s.rip = next_rip;
-            ++icount;
-        } while (++i != end && !exit_request);
+        if (b->heat < jit_threshold_ && ++b->heat == jit_threshold_) [[unlikely]] {
+            b->host = code_->translator()->translate(*this, *b);
+            if (b->host) b->translator = code_->translator();
+        }
+        if (b->host && room >= n) {
+            // Host code (src/jit): the same steps as the loop below, with the handlers called
+            // directly.
+            i += b->host(*this);
+        } else {
+            const Insn* end = i + (room < n ? room : n);
+            do {
+                next_rip = s.rip + i->len;
+                i->fn(*this, *i);
+                s.rip = next_rip;
+                ++icount;
+            } while (++i != end && !exit_request);
+        }
         prev = (b->chains && !exit_request && i == b->insns.data() + n) ? b : nullptr;
         prev_page = lin & kPageMask;
     }

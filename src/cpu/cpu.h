@@ -371,6 +371,7 @@ private:
 
     Mode mode_ = Mode::Real;
     std::shared_ptr<CodeCache> code_;
+    uint32_t jit_threshold_ = 0;  // runs after which a block gets host code (0: no JIT)
     uint64_t code_gen_ = 0;  // the code cache's generation() the jump cache is valid for
     uint64_t link_epoch_ = 0;  // cross-page block links made under this value are valid (BlockLink)
     JumpEntry jump_[kTlbContexts][kJumpSize];

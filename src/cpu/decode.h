@@ -82,8 +82,31 @@ struct BlockLink {
     Block* to = nullptr;
 };
 
+// Host code a BlockTranslator (src/jit) made from a block: runs the block's instructions from its
+// first, exactly as the run loop's interpreter path does, and returns how many it ran (all of them,
+// or fewer when one set Cpu::exit_request). Faults leave it by longjmp like any handler.
+using HostCode = uint32_t (*)(Cpu&);
+
+// Makes host code from hot blocks. The interface keeps src/cpu free of any host-code dependency:
+// the board installs a translator in the code cache when micro86 is built with the JIT.
+class BlockTranslator {
+public:
+    virtual ~BlockTranslator() = default;
+    // Host code for `b` (nullptr: leave it to the interpreter). `c` is any CPU of the machine (the
+    // translator reads the layout of Cpu from it, never its state).
+    virtual HostCode translate(Cpu& c, const Block& b) = 0;
+    virtual void release(HostCode code) = 0;
+};
+
 // A basic block: straight-line decoded instructions starting at linear address `lin`.
 struct Block {
+    Block() = default;
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
+    ~Block() {
+        if (host) translator->release(host);
+    }
+
     uint64_t lin = 0;     // linear address of the first instruction
     uint64_t phys = 0;    // physical address of the first instruction
     uint64_t page2 = 1;   // second physical page touched (last instruction crosses a page), or 1
@@ -95,7 +118,10 @@ struct Block {
     uint8_t link_victim = 0;  // the link slot replaced next
     uint32_t n = 0;           // insns.size()
     BlockLink link[2];        // the last successors (a Jcc has two; a RET alternates)
-    std::vector<Insn> insns;
+    uint32_t heat = 0;        // runs so far, until the translator is asked for host code
+    HostCode host = nullptr;  // host code (JIT), or nullptr: the interpreter runs the block
+    BlockTranslator* translator = nullptr;  // made `host` (and frees it)
+    std::vector<Insn> insns;  // never changes once the block is in the cache (host code points in)
 };
 
 // All decoded blocks of one machine, indexed by physical address and decode mode, with the
@@ -139,6 +165,14 @@ public:
     void detach(Cpu* c) { std::erase(cpus_, c); }
 
     Block* find(uint64_t phys, Mode mode) const;
+    // The JIT: blocks that run `threshold` times get host code from `t` (nullptr: interpret all).
+    // Install it before the first block is decoded; it outlives every block.
+    void set_translator(std::unique_ptr<BlockTranslator> t, uint32_t threshold) {
+        translator_ = std::move(t);
+        threshold_ = threshold;
+    }
+    BlockTranslator* translator() const { return translator_.get(); }
+    uint32_t threshold() const { return threshold_; }
     // Store a new block and write-protect its page(s) in every attached CPU's write TLB.
     Block* insert(std::unique_ptr<Block> b);
     bool page_has_code(uint64_t page) const { return pages_.count(page) != 0; }
@@ -161,6 +195,8 @@ public:
 private:
     static uint64_t key(uint64_t phys, Mode mode) { return phys * 8 + uint64_t(mode); }
     void unlink(Block* b, uint64_t except_page);
+    std::unique_ptr<BlockTranslator> translator_;  // first: blocks (below) free host code through it
+    uint32_t threshold_ = 0;
     std::vector<Cpu*> cpus_;
     uint64_t generation_ = 1;
     uint64_t epoch_ = 0;

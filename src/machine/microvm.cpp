@@ -7,6 +7,7 @@
 
 #include "cpu/cpuid.h"
 #include "cpu/decode.h"
+#include "jit/jit.h"
 #include "machine/boot/firmware.h"
 #include "machine/boot/linux.h"
 #include "machine/boot/multiboot.h"
@@ -225,6 +226,7 @@ bool Microvm::build(std::string& error) {
 
         // vCPUs and their local APICs.
         auto code = cpu::make_code_cache();  // shared: one vCPU's code patch reaches all of them
+        if (cfg_.jit) code->set_translator(jit::make_translator(), jit::kDefaultThreshold);
         for (unsigned i = 0; i < cfg_.cpus; i++) {
             auto v = std::make_unique<Vcpu>();
             v->cpu = std::make_unique<cpu::Cpu>(*this, code);

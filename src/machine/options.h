@@ -51,6 +51,7 @@ struct VmConfig {
     // option) loads -kernel straight into RAM instead of running firmware.
     std::vector<std::string> data_dirs;
     bool direct_boot = false;
+    bool jit = true;  // --no-jit: interpret every block
     std::vector<DeviceSpec> devices;         // every -device, in order
     std::vector<DebugExitSpec> debug_exits;  // the isa-debug-exit ones among them
     VirtioConfig virtio;                     // -drive, -netdev, -global, virtio -device (device_options.h)

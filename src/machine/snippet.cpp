@@ -1,6 +1,7 @@
 #include "machine/snippet.h"
 
 #include "cpu/decode.h"
+#include "jit/jit.h"
 
 #include <cstring>
 
@@ -35,7 +36,9 @@ SnippetEnv::SnippetEnv(size_t ram_size) : bus_(ram_size) {
 }
 
 void SnippetEnv::reset_cpu() {
-    cpu_ = std::make_unique<Cpu>(bus_);
+    std::shared_ptr<CodeCache> code = make_code_cache();
+    if (jit_threshold_) code->set_translator(jit::make_translator(), jit_threshold_);
+    cpu_ = std::make_unique<Cpu>(bus_, code);
     CpuState& s = cpu_->s;
     s = CpuState{};
     s.cr0 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;
@@ -62,6 +65,13 @@ void SnippetEnv::reset_cpu() {
         s.gpr[RSP] = 0xfff0;
     }
     cpu_->update_mode();
+}
+
+bool SnippetEnv::set_jit(uint32_t threshold) {
+    if (threshold && !jit::available()) return false;
+    jit_threshold_ = threshold;
+    reset_cpu();
+    return true;
 }
 
 void SnippetEnv::set_bits(unsigned bits) {

@@ -68,6 +68,9 @@ public:
     bool load_code(const std::vector<uint8_t>& code);
     // Reset the CPU to the entry state above (keeps RAM contents).
     void reset_cpu();
+    // Run blocks through the JIT once they have run `threshold` times (1: from their first run;
+    // 0: interpret everything, the default); resets the CPU. False if this build has no JIT.
+    bool set_jit(uint32_t threshold);
     // Choose the entry mode: 64 (default), 32 or 16 (see the file comment); resets the CPU.
     void set_bits(unsigned bits);
     unsigned bits() const { return bits_; }
@@ -82,6 +85,7 @@ private:
     FlatBus bus_;
     std::unique_ptr<cpu::Cpu> cpu_;
     unsigned bits_ = 64;
+    uint32_t jit_threshold_ = 0;
 };
 
 }  // namespace m86::machine

@@ -150,7 +150,12 @@ void fill_random(uint64_t seed, void* dst, size_t size) {
 
 class Emulator {
 public:
-    Emulator() {
+    // jit: every block runs through the JIT from its first execution (the interpreter otherwise).
+    explicit Emulator(bool jit) {
+        if (jit && !env_.set_jit(1)) {
+            fmt::print(stderr, "diff: M86_DIFF_JIT is set but this build has no JIT\n");
+            std::exit(2);
+        }
         // Only what exists natively is present: the code page, the data area, the stack pages (RAM
         // ends at 4 MiB; below 0x7000 sit the page tables and the GDT, which natively are unmapped
         // too, but instances never point there).
@@ -665,7 +670,7 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
         return 1;
     }
     auto* sh = new (mem) Shared;
-    auto emu = std::make_unique<Emulator>();
+    auto emu = std::make_unique<Emulator>(opt.jit);
     Xbyak::CodeGenerator g(4096, Xbyak::DontSetProtectRWE);
     {
         // Cases derive from the form's name: two forms with one name test the same instances.
@@ -738,7 +743,8 @@ int run_forms(const std::vector<Form>& forms, const RunOptions& opt) {
         }
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("diff: %lld cases run in %.1f s (seed %llu)\n", cases, secs, (unsigned long long)opt.seed);
+    std::printf("diff: %lld cases run in %.1f s (seed %llu%s)\n", cases, secs, (unsigned long long)opt.seed,
+                opt.jit ? ", through the JIT" : "");
     if (opt.verbose) {
         rusage self{}, kids{};
         getrusage(RUSAGE_SELF, &self);

@@ -141,6 +141,7 @@ struct RunOptions {
     bool selftest = false;     // corrupt some emulator results on purpose; all must be detected
     int dump = 0;              // print the disassembly of each form's first `dump` instances
     double hang_seconds = 10;  // a native case without a result for this long: the child is killed
+    bool jit = false;          // micro86's side runs through the JIT (every block from its first run)
 };
 
 // Runs every form; prints mismatches and the summary line "diff: N passed, M failed" (N, M count

@@ -43,6 +43,7 @@ int main() {
     if (const char* s = env("M86_DIFF_CASE")) opt.only_case = std::atoi(s);
     if (const char* s = env("M86_DIFF_REPORTS")) opt.max_reports = std::atoi(s);
     if (const char* s = env("M86_DIFF_DUMP")) opt.dump = std::atoi(s);
+    if (const char* s = env("M86_DIFF_JIT")) opt.jit = std::atoi(s) != 0;
     if (const char* s = env("M86_DIFF_SELFTEST")) opt.selftest = std::atoi(s) != 0;
     return run_forms(forms, opt) == 0 ? 0 : 1;
 }
