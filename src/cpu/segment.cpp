@@ -27,8 +27,24 @@ uint64_t desc_addr(const Cpu& c, uint16_t sel) {
 // The IP a far transfer loads: truncated to the operand size outside 64-bit targets.
 uint64_t ip_of(uint64_t off, unsigned osz) { return osz == 2 ? off & 0xffff : osz == 4 ? uint32_t(off) : off; }
 
-// Code-segment checks shared by far JMP/CALL to a code segment (SDM Vol. 2, JMP "Operation").
-void check_code_direct(Cpu& c, uint16_t sel, const Desc& d, unsigned cur) {
+// The descriptor a far transfer's selector names: #GP(0) for a null selector, #GP(selector) when
+// it lies outside its descriptor table.
+Desc read_far_desc(Cpu& c, uint16_t sel) {
+    const uint32_t e = sel & 0xfffc;
+    if (e == 0) c.raise_fault(kGP, 0);
+    Desc d;
+    if (!read_desc(c, sel, d)) c.raise_fault(kGP, e);
+    return d;
+}
+
+void check_ip(Cpu& c, const Desc& d, uint64_t ip) {
+    if (!(long_mode(c) && d.l()) && ip > d.limit()) c.raise_fault(kGP, 0);
+    if (long_mode(c) && d.l() && !canonical(c, ip)) c.raise_fault(kGP, 0);
+}
+
+// Code-segment checks shared by far JMP/CALL to a code segment, then the target offset `ip` (SDM
+// Vol. 2, JMP "Operation").
+void check_code_direct(Cpu& c, uint16_t sel, const Desc& d, unsigned cur, uint64_t ip) {
     uint32_t e = sel & 0xfffc;
     if (d.conforming()) {
         if (d.dpl() > cur) c.raise_fault(kGP, e);
@@ -37,16 +53,43 @@ void check_code_direct(Cpu& c, uint16_t sel, const Desc& d, unsigned cur) {
     }
     if (!d.present()) c.raise_fault(kNP, e);
     if (long_mode(c) && d.l() && d.db()) c.raise_fault(kGP, e);
+    check_ip(c, d, ip);
 }
 
 // The code segment a call gate names (SDM Vol. 2, CALL "Operation", CALL-GATE).
 void check_gate_target(Cpu& c, uint16_t tsel, Desc& td, unsigned cur) {
     uint32_t e = tsel & 0xfffc;
-    if (e == 0) c.raise_fault(kGP, 0);
-    if (!read_desc(c, tsel, td)) c.raise_fault(kGP, e);
+    td = read_far_desc(c, tsel);
     if (!td.is_code() || td.dpl() > cur) c.raise_fault(kGP, e);
     if (!td.present()) c.raise_fault(kNP, e);
     if (long_mode(c) && !(td.l() && !td.db())) c.raise_fault(kGP, e);
+}
+
+// A call gate named by a far JMP or CALL (`d`, read through `sel`; SDM Vol. 2, JMP and CALL
+// "Operation", CALL-GATE): in IA-32e mode it must be a 16-byte 64-bit gate (re-read into `d`;
+// Vol. 3, 5.8.3.1); its DPL must admit CPL and RPL; it must be present; then the code segment it
+// names. The target offset is not checked yet: JMP has a privilege check to make first.
+struct GateTarget {
+    uint16_t sel;    // the code segment selector in the gate
+    Desc d;          // its descriptor
+    uint64_t ip;     // the entry point
+    unsigned width;  // the gate's size, 2, 4 or 8 bytes: also the width of what CALL pushes
+};
+GateTarget check_call_gate(Cpu& c, uint16_t sel, Desc& d, unsigned cur) {
+    const uint32_t e = sel & 0xfffc;
+    const bool lm = long_mode(c);
+    if (lm) {
+        if (d.type() != dt::kCallGate32 || !read_desc(c, sel, d, true)) c.raise_fault(kGP, e);
+        if (((d.hi >> 40) & 0x1f) != 0) c.raise_fault(kGP, e);  // upper type field must be 0
+    }
+    if (d.dpl() < cur || d.dpl() < (sel & 3)) c.raise_fault(kGP, e);
+    if (!d.present()) c.raise_fault(kNP, e);
+    GateTarget t;
+    t.sel = d.gate_sel();
+    check_gate_target(c, t.sel, t.d, cur);
+    t.width = lm ? 8 : d.type() == dt::kCallGate32 ? 4 : 2;
+    t.ip = lm ? d.gate_off64() : t.width == 4 ? d.gate_off32() : d.gate_off32() & 0xffff;
+    return t;
 }
 
 // Load CS for a transfer that stays in protected mode and commit next_rip.
@@ -57,14 +100,22 @@ void commit_cs(Cpu& c, uint16_t sel, const Desc& d, uint64_t ip) {
     c.exit_request = true;
 }
 
-void check_ip(Cpu& c, const Desc& d, uint64_t ip) {
-    if (!(long_mode(c) && d.l()) && ip > d.limit()) c.raise_fault(kGP, 0);
-    if (long_mode(c) && d.l() && !canonical(c, ip)) c.raise_fault(kGP, 0);
+// The same in real-address mode: CS gets the selector and base selector * 16; its cached limit
+// and attributes stay.
+void commit_real_cs(Cpu& c, uint16_t sel, uint64_t ip) {
+    c.s.seg[CS].sel = sel;
+    c.s.seg[CS].base = uint64_t(sel) << 4;
+    c.next_rip = ip;
+    c.update_mode();
+    c.exit_request = true;
 }
 
+// JMP/CALL to a TSS or task gate: #GP in IA-32e mode, which has no task switches (SDM Vol. 3,
+// 7.7); elsewhere a hardware task switch, which micro86 does not implement.
 [[noreturn]] void task_switch(Cpu& c, uint16_t sel, bool call) {
-    log_unsupported(call ? "far CALL to a TSS or task gate (hardware task switch)"
-                         : "far JMP to a TSS or task gate (hardware task switch)");
+    if (!long_mode(c))
+        log_unsupported(call ? "far CALL to a TSS or task gate (hardware task switch)"
+                             : "far JMP to a TSS or task gate (hardware task switch)");
     c.raise_fault(kGP, sel & 0xfffc);
 }
 
@@ -103,8 +154,7 @@ SegReg check_return_ss(Cpu& c, uint16_t ss, unsigned new_cpl, bool to_64bit) {
 // The CS a far RET or IRET returns to (SDM Vol. 2, RET "Operation", protected mode).
 void check_return_cs(Cpu& c, uint16_t sel, Desc& d, unsigned cur) {
     uint32_t e = sel & 0xfffc;
-    if (e == 0) c.raise_fault(kGP, 0);
-    if (!read_desc(c, sel, d)) c.raise_fault(kGP, e);
+    d = read_far_desc(c, sel);
     if ((sel & 3) < cur || !d.is_code()) c.raise_fault(kGP, e);
     if (d.conforming() ? d.dpl() > (sel & 3) : d.dpl() != (sel & 3)) c.raise_fault(kGP, e);
     if (!d.present()) c.raise_fault(kNP, e);
@@ -249,51 +299,33 @@ void far_jmp(Cpu& c, uint16_t sel, uint64_t off, unsigned osz) {
     uint64_t ip = ip_of(off, osz);
     if (!protected_mode(c)) {
         if (ip > c.s.seg[CS].limit) c.raise_fault(kGP, 0);
-        c.s.seg[CS].sel = sel;
-        c.s.seg[CS].base = uint64_t(sel) << 4;
-        c.next_rip = ip;
-        c.update_mode();
-        c.exit_request = true;
+        commit_real_cs(c, sel, ip);
         return;
     }
     const unsigned cur = cpl(c);
     const uint32_t e = sel & 0xfffc;
-    if (e == 0) c.raise_fault(kGP, 0);
-    Desc d;
-    if (!read_desc(c, sel, d)) c.raise_fault(kGP, e);
+    Desc d = read_far_desc(c, sel);
     if (d.is_code()) {
-        check_code_direct(c, sel, d, cur);
-        check_ip(c, d, ip);
+        check_code_direct(c, sel, d, cur, ip);
         set_accessed(c, sel, d);
         commit_cs(c, uint16_t(e | cur), d, ip);
         return;
     }
     if (d.s()) c.raise_fault(kGP, e);
-    const bool lm = long_mode(c);
     switch (d.type()) {
         case dt::kCallGate16:
         case dt::kCallGate32: {
-            if (lm) {
-                if (d.type() != dt::kCallGate32 || !read_desc(c, sel, d, true)) c.raise_fault(kGP, e);
-                if (((d.hi >> 40) & 0x1f) != 0) c.raise_fault(kGP, e);  // upper type field must be 0
-            }
-            if (d.dpl() < cur || d.dpl() < (sel & 3)) c.raise_fault(kGP, e);
-            if (!d.present()) c.raise_fault(kNP, e);
-            Desc td;
-            uint16_t tsel = d.gate_sel();
-            check_gate_target(c, tsel, td, cur);
-            if (td.conforming() ? td.dpl() > cur : td.dpl() != cur) c.raise_fault(kGP, tsel & 0xfffc);
-            uint64_t tip = lm ? d.gate_off64() : d.type() == dt::kCallGate32 ? d.gate_off32() : d.gate_off32() & 0xffff;
-            check_ip(c, td, tip);
-            set_accessed(c, tsel, td);
-            commit_cs(c, uint16_t((tsel & 0xfffc) | cur), td, tip);
+            GateTarget t = check_call_gate(c, sel, d, cur);
+            // JMP through a call gate cannot change the privilege level.
+            if (t.d.conforming() ? t.d.dpl() > cur : t.d.dpl() != cur) c.raise_fault(kGP, t.sel & 0xfffc);
+            check_ip(c, t.d, t.ip);
+            set_accessed(c, t.sel, t.d);
+            commit_cs(c, uint16_t((t.sel & 0xfffc) | cur), t.d, t.ip);
             return;
         }
         case dt::kTaskGate:
         case dt::kTss16Avail:
-        case dt::kTss32Avail:
-            if (lm) c.raise_fault(kGP, e);
-            task_switch(c, sel, false);
+        case dt::kTss32Avail: task_switch(c, sel, false);
         default: c.raise_fault(kGP, e);
     }
 }
@@ -307,21 +339,14 @@ void far_call(Cpu& c, uint16_t sel, uint64_t off, unsigned osz) {
         st.push(c, c.s.seg[CS].sel, osz);
         st.push(c, ret, osz);
         set_sp(c, st.sp, st.asz);
-        c.s.seg[CS].sel = sel;
-        c.s.seg[CS].base = uint64_t(sel) << 4;
-        c.next_rip = ip;
-        c.update_mode();
-        c.exit_request = true;
+        commit_real_cs(c, sel, ip);
         return;
     }
     const unsigned cur = cpl(c);
     const uint32_t e = sel & 0xfffc;
-    if (e == 0) c.raise_fault(kGP, 0);
-    Desc d;
-    if (!read_desc(c, sel, d)) c.raise_fault(kGP, e);
+    Desc d = read_far_desc(c, sel);
     if (d.is_code()) {
-        check_code_direct(c, sel, d, cur);
-        check_ip(c, d, ip);
+        check_code_direct(c, sel, d, cur, ip);
         st.push(c, c.s.seg[CS].sel, osz);
         st.push(c, ret, osz);
         set_accessed(c, sel, d);
@@ -330,37 +355,26 @@ void far_call(Cpu& c, uint16_t sel, uint64_t off, unsigned osz) {
         return;
     }
     if (d.s()) c.raise_fault(kGP, e);
-    const bool lm = long_mode(c);
     switch (d.type()) {
         case dt::kCallGate16:
         case dt::kCallGate32: break;
         case dt::kTaskGate:
         case dt::kTss16Avail:
-        case dt::kTss32Avail:
-            if (lm) c.raise_fault(kGP, e);
-            task_switch(c, sel, true);
+        case dt::kTss32Avail: task_switch(c, sel, true);
         default: c.raise_fault(kGP, e);
     }
     // Call gate (SDM Vol. 3, 5.8.3-5.8.6; Vol. 2 CALL "Operation").
-    if (lm) {
-        if (d.type() != dt::kCallGate32 || !read_desc(c, sel, d, true)) c.raise_fault(kGP, e);
-        if (((d.hi >> 40) & 0x1f) != 0) c.raise_fault(kGP, e);
-    }
-    if (d.dpl() < cur || d.dpl() < (sel & 3)) c.raise_fault(kGP, e);
-    if (!d.present()) c.raise_fault(kNP, e);
-    Desc td;
-    uint16_t tsel = d.gate_sel();
-    check_gate_target(c, tsel, td, cur);
-    const unsigned gw = lm ? 8 : d.type() == dt::kCallGate32 ? 4 : 2;  // gate size = push width
-    uint64_t tip = lm ? d.gate_off64() : gw == 4 ? d.gate_off32() : d.gate_off32() & 0xffff;
-    check_ip(c, td, tip);
-    const unsigned new_cpl = td.conforming() ? cur : td.dpl();
+    const bool lm = long_mode(c);
+    GateTarget t = check_call_gate(c, sel, d, cur);
+    const unsigned gw = t.width;
+    check_ip(c, t.d, t.ip);
+    const unsigned new_cpl = t.d.conforming() ? cur : t.d.dpl();
     if (new_cpl == cur) {
         st.push(c, c.s.seg[CS].sel, gw);
         st.push(c, ret, gw);
-        set_accessed(c, tsel, td);
+        set_accessed(c, t.sel, t.d);
         set_sp(c, st.sp, st.asz);
-        commit_cs(c, uint16_t((tsel & 0xfffc) | cur), td, tip);
+        commit_cs(c, uint16_t((t.sel & 0xfffc) | cur), t.d, t.ip);
         return;
     }
     // More privileged: switch to the inner stack from the TSS and copy the parameters.
@@ -399,10 +413,10 @@ void far_call(Cpu& c, uint16_t sel, uint64_t off, unsigned osz) {
     }
     ns.push(c, c.s.seg[CS].sel, gw);
     ns.push(c, ret, gw);
-    set_accessed(c, tsel, td);
+    set_accessed(c, t.sel, t.d);
     c.s.seg[SS] = new_ss;
     set_sp(c, ns.sp, ns.asz);
-    commit_cs(c, uint16_t((tsel & 0xfffc) | new_cpl), td, tip);
+    commit_cs(c, uint16_t((t.sel & 0xfffc) | new_cpl), t.d, t.ip);
 }
 
 void far_ret(Cpu& c, unsigned osz, uint16_t imm) {
@@ -413,11 +427,7 @@ void far_ret(Cpu& c, unsigned osz, uint16_t imm) {
         if (ip > c.s.seg[CS].limit) c.raise_fault(kGP, 0);
         st.sp = (st.sp + imm) & st.mask();
         set_sp(c, st.sp, st.asz);
-        c.s.seg[CS].sel = sel;
-        c.s.seg[CS].base = uint64_t(sel) << 4;
-        c.next_rip = ip;
-        c.update_mode();
-        c.exit_request = true;
+        commit_real_cs(c, sel, ip);
         return;
     }
     const unsigned cur = cpl(c);
@@ -473,12 +483,8 @@ void iret(Cpu& c, unsigned osz) {
         nf = (nf & ~(fl::VIF | fl::VIP)) | (flags_now & (fl::VIF | fl::VIP));
         set_sp(c, st.sp, st.asz);
         c.s.rflags = nf;
-        c.s.seg[CS].sel = sel;
-        c.s.seg[CS].base = uint64_t(sel) << 4;
-        c.next_rip = ip;
         c.nmi_unblock();
-        c.update_mode();
-        c.exit_request = true;
+        commit_real_cs(c, sel, ip);
         return;
     }
     const bool lm = long_mode(c);

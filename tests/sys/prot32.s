@@ -267,6 +267,12 @@ int81_at:
     mov %ax, %fs              # DPL 0 data from CPL 3: #GP(selector)
 1:  CHECK F_VEC, 13, 115
     CHECK F_ERR, SEL_DATA0, 116
+    # JMP through a call gate cannot change the privilege level: to the DPL-0 code segment from
+    # CPL 3, #GP(its selector) (SDM Vol. 2, JMP "Operation", CALL-GATE).
+    EXPECT 1f
+    ljmp $(SEL_CGATE | 3), $0
+1:  CHECK F_VEC, 13, 117
+    CHECK F_ERR, SEL_CODE0, 118
     # Call gate to ring 0 and the far return to ring 3.
     mov %esp, %ebx
     lcall $(SEL_CGATE | 3), $0
