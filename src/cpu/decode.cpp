@@ -200,6 +200,7 @@ bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out) {
                 break;
             case ZYDIS_OPERAND_TYPE_MEMORY:
                 out.kind[n] = kOpMem;
+                out.msz = op.size / 8 <= 255 ? uint8_t(op.size / 8) : 0;
                 have_mem = true;
                 out.seg = seg_of(zi, op.mem.segment, mode);
                 if (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) out.info |= info::kMemWrite;

@@ -63,6 +63,7 @@ struct Insn {
     uint8_t base = kNoReg, index = kNoReg, scale = 0;  // scale as a shift count 0..3
     uint8_t kind[3] = {};
     uint8_t reg[3] = {};
+    uint8_t msz = 0;    // size of the memory operand in bytes (0: none, or a size Zydis does not give)
     uint8_t imm2 = 0;
     uint8_t prefix = 0;
     uint8_t info = 0;

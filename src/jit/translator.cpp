@@ -4,17 +4,20 @@
 // callee-saved, so they survive handler calls); rax, rcx, rdx scratch.
 //
 // Two kinds of guest instructions:
-//   - native: register-only forms emitted as host instructions (MOV, LEA, ADD/SUB/CMP/AND/OR/XOR/
-//     TEST on 32/64-bit GPRs). They cannot fault and read nothing but registers, so between them
-//     RIP and the retired count are not kept up to date in memory: the translator knows both.
+//   - native: forms emitted as host instructions. Register forms (MOV, LEA, ADD/SUB/CMP/AND/OR/XOR/
+//     TEST on 32/64-bit GPRs) cannot fault; memory forms (MOV loads and stores, MOVZX/MOVSX/MOVSXD
+//     loads, in 64-bit mode) take the software TLB's hit path inline, as mem.h's read/write do,
+//     and on anything else (miss, MMIO, code page, page crossing, fault) run their interpreter
+//     handler out of line. Between native instructions RIP and the retired count are not kept in
+//     memory: the translator knows both, and writes them before anything that can look.
 //   - called: every other instruction runs its interpreter handler, exactly as the run loop does:
 //
 //         rip = entry + offset; icount += native ones since the last sync   (state a handler sees)
 //         next_rip = rip + len; handler(cpu, insn); rip = next_rip; icount += 1
 //         if (exit_request) return k + 1                                    (not after the last)
 //
-// A fault leaves host code by longjmp from the handler, with RIP and the retired count exactly as
-// the interpreter would have them. The block's Insn records are addressed directly: they never move
+// A fault leaves host code by longjmp from a handler, with RIP and the retired count exactly as the
+// interpreter would have them. The block's Insn records are addressed directly: they never move
 // once the block is in the code cache, and its host code is freed with it (Block::~Block).
 #include <Zydis/Zydis.h>
 #include <asmjit/x86.h>
@@ -30,12 +33,14 @@ namespace m86::jit {
 namespace {
 
 namespace x86 = asmjit::x86;
+using asmjit::Label;
 using cpu::Insn;
 
 // Offsets of the Cpu fields host code touches, read from a live Cpu (the layout is the same for
 // every Cpu; offsetof is not defined for a class like Cpu).
 struct Layout {
-    int32_t rip, next_rip, icount, exit_request, gpr, lf_res, lf_a, lf_b, lf_meta;
+    int32_t rip, next_rip, icount, exit_request, gpr, lf_res, lf_a, lf_b, lf_meta, tlb_r, tlb_w, tlb_ctx;
+    int32_t seg_base[cpu::kNumSegs];
     explicit Layout(cpu::Cpu& c) {
         auto off = [&c](const void* field) {
             return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&c));
@@ -49,52 +54,234 @@ struct Layout {
         lf_a = off(&c.lf.a);
         lf_b = off(&c.lf.b);
         lf_meta = off(&c.lf.op);  // op, width, carry_in, pad: one 32-bit word (LazyFlags::set_meta)
+        tlb_r = off(&c.tlb_r[0][0]);
+        tlb_w = off(&c.tlb_w[0][0]);
+        tlb_ctx = off(&c.tlb_ctx);
+        for (unsigned s = 0; s < cpu::kNumSegs; s++) seg_base[s] = off(&c.s.seg[s].base);
     }
 };
+static_assert(sizeof(cpu::TlbEntry) == 24 && offsetof(cpu::TlbEntry, addend) == 8);
+static_assert(sizeof(decltype(cpu::Cpu::tlb_ctx)) == 4);
 
-class Emitter {
+// One block's host code.
+class BlockEmitter {
 public:
-    Emitter(x86::Assembler& a, const Layout& l) : a_(a), l_(l) {}
+    BlockEmitter(x86::Assembler& a, const Layout& l, const cpu::Block& b) : a_(a), l_(l), b_(b) {}
 
-    // Emit instruction `i` at byte offset `off` from the block's start natively; false if it has
-    // no native form (nothing emitted then).
-    bool native(const Insn& i, uint32_t off) {
-        if (!(i.info & cpu::info::kGpr32or64) || (i.prefix & cpu::pfx::kLock) || (i.osz != 4 && i.osz != 8))
-            return false;
+    void emit() {
+        a_.push(x86::rbx);
+        a_.push(x86::r12);
+        a_.sub(x86::rsp, 8);  // 16-byte alignment at the calls
+        a_.mov(x86::rbx, x86::rdi);
+        a_.mov(x86::r12, field(l_.rip));
+        done_ = a_.newLabel();
+        for (k_ = 0; k_ < b_.n; k_++) {
+            const Insn& i = b_.insns[k_];
+            if (native(i)) {
+                pending_++;
+                rip_stale_ = true;
+            } else {
+                call(i);
+                if (k_ + 1 < b_.n) exit_if_requested(k_ + 1);
+            }
+            off_ += i.len;
+        }
+        sync();
+        a_.mov(x86::eax, b_.n);
+        a_.bind(done_);
+        a_.add(x86::rsp, 8);
+        a_.pop(x86::r12);
+        a_.pop(x86::rbx);
+        a_.ret();
+        for (const Exit& e : exits_) {
+            a_.bind(e.at);
+            a_.mov(x86::eax, e.count);
+            a_.jmp(done_);
+        }
+        for (const Slow& s : slows_) {
+            // The memory form missed the TLB's hit path: its handler does the access (or raises
+            // the fault) with the state exactly as before the instruction. The handler retires it;
+            // the icount adjustment afterwards leaves the count as the fast path would (pending).
+            a_.bind(s.at);
+            if (s.pending) a_.add(field(l_.icount), s.pending);
+            set_rip(s.off);
+            handler(*s.insn, s.off);
+            if (s.k + 1 < b_.n) {
+                a_.cmp(x86::byte_ptr(x86::rbx, l_.exit_request), 0);
+                Label go_on = a_.newLabel();
+                a_.je(go_on);
+                a_.mov(x86::eax, s.k + 1);
+                a_.jmp(done_);
+                a_.bind(go_on);
+            }
+            a_.sub(field(l_.icount), s.pending + 1);
+            a_.jmp(s.back);
+        }
+    }
+
+private:
+    struct Exit {
+        Label at;
+        uint32_t count;  // instructions run
+    };
+    struct Slow {
+        Label at, back;
+        const Insn* insn;
+        uint32_t k, off, pending;
+    };
+
+    x86::Mem field(int32_t off) const { return x86::qword_ptr(x86::rbx, off); }
+    x86::Mem gpr(unsigned r) const { return x86::qword_ptr(x86::rbx, l_.gpr + int32_t(r) * 8); }
+    x86::Mem gpr32(unsigned r) const { return x86::dword_ptr(x86::rbx, l_.gpr + int32_t(r) * 8); }
+
+    void set_rip(uint32_t off) {
+        a_.lea(x86::rax, x86::ptr(x86::r12, int32_t(off)));
+        a_.mov(field(l_.rip), x86::rax);
+    }
+    // Memory catches up with the native instructions run since the last sync.
+    void sync() {
+        if (pending_) a_.add(field(l_.icount), pending_);
+        pending_ = 0;
+        if (rip_stale_) set_rip(off_);
+        rip_stale_ = false;
+    }
+    // next_rip; the handler; rip = next_rip; one more retired (RIP already at the instruction).
+    void handler(const Insn& i, uint32_t off) {
+        a_.lea(x86::rax, x86::ptr(x86::r12, int32_t(off + i.len)));
+        a_.mov(field(l_.next_rip), x86::rax);
+        a_.mov(x86::rdi, x86::rbx);
+        a_.mov(x86::rsi, reinterpret_cast<uint64_t>(&i));
+        a_.mov(x86::rax, reinterpret_cast<uint64_t>(i.fn));
+        a_.call(x86::rax);
+        a_.mov(x86::rax, field(l_.next_rip));
+        a_.mov(field(l_.rip), x86::rax);
+        a_.add(field(l_.icount), 1);
+    }
+    void call(const Insn& i) {
+        sync();
+        handler(i, off_);
+    }
+    void exit_if_requested(uint32_t count) {
+        Exit e{a_.newLabel(), count};
+        a_.cmp(x86::byte_ptr(x86::rbx, l_.exit_request), 0);
+        a_.jne(e.at);
+        exits_.push_back(e);
+    }
+
+    // rax = the memory operand's offset (mem.h ea(): RIP-relative from the next instruction),
+    // truncated to the address size (2-byte addresses are not handled natively).
+    void effective_address(const Insn& i) {
+        a_.mov(x86::rax, uint64_t(i.disp));
+        if (i.base == cpu::kRipReg) {
+            a_.add(x86::rax, x86::r12);
+            a_.add(x86::rax, int32_t(off_ + i.len));
+        } else if (i.base != cpu::kNoReg) {
+            a_.add(x86::rax, gpr(i.base));
+        }
+        if (i.index != cpu::kNoReg) {
+            a_.mov(x86::rcx, gpr(i.index));
+            if (i.scale) a_.shl(x86::rcx, i.scale);
+            a_.add(x86::rax, x86::rcx);
+        }
+        if (i.asz == 4) a_.mov(x86::eax, x86::eax);
+    }
+
+    // A memory access of `size` bytes by instruction i (64-bit mode): rax = its host address on
+    // the TLB's hit path (mem.h read/write); otherwise on to the handler, out of line. Returns the
+    // label the slow path comes back to (bind it after the access).
+    Label access(const Insn& i, bool write, unsigned size) {
+        effective_address(i);
+        if (i.seg != cpu::kSegFlat) a_.add(x86::rax, field(l_.seg_base[i.seg]));  // FS, GS
+        Slow s{a_.newLabel(), a_.newLabel(), &i, k_, off_, pending_};
+        a_.mov(x86::rcx, x86::rax);
+        a_.shr(x86::rcx, 12);
+        a_.and_(x86::ecx, cpu::kTlbSize - 1);
+        a_.mov(x86::edx, x86::dword_ptr(x86::rbx, l_.tlb_ctx));
+        a_.shl(x86::edx, cpu::kTlbBits);
+        a_.add(x86::ecx, x86::edx);
+        a_.lea(x86::rcx, x86::ptr(x86::rcx, x86::rcx, 1));  // * 3: 24-byte entries
+        a_.lea(x86::rcx, x86::ptr(x86::rbx, x86::rcx, 3, write ? l_.tlb_w : l_.tlb_r));
+        a_.mov(x86::rdx, x86::rax);
+        a_.and_(x86::rdx, -int32_t(cpu::kPageSize));
+        a_.cmp(x86::rdx, x86::qword_ptr(x86::rcx));
+        a_.jne(s.at);
+        a_.mov(x86::edx, x86::eax);
+        a_.and_(x86::edx, int32_t(cpu::kPageSize - 1));
+        a_.cmp(x86::edx, int32_t(cpu::kPageSize - size));
+        a_.ja(s.at);
+        a_.add(x86::rax, x86::qword_ptr(x86::rcx, 8));
+        slows_.push_back(s);
+        return s.back;
+    }
+
+    // Emit instruction i natively; false if it has no native form (nothing emitted then).
+    bool native(const Insn& i) {
+        if ((i.prefix & cpu::pfx::kLock) || (i.osz != 4 && i.osz != 8)) return false;
         const bool w8 = i.osz == 8;
-        const bool rr = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpReg && i.kind[2] == cpu::kOpNone;
-        const bool ri = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpImm && i.kind[2] == cpu::kOpNone;
+        const bool gprs = i.info & cpu::info::kGpr32or64;
+        const bool two = i.kind[0] != cpu::kOpNone && i.kind[1] != cpu::kOpNone && i.kind[2] == cpu::kOpNone;
+        const bool rr = two && i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpReg;
+        const bool ri = two && i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpImm;
+        const bool rm = two && i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpMem;
+        const bool mr = two && i.kind[0] == cpu::kOpMem && i.kind[1] == cpu::kOpReg;
+        const bool mi = two && i.kind[0] == cpu::kOpMem && i.kind[1] == cpu::kOpImm;
+        const bool mem64 = b_.mode == cpu::Mode::Long64 && i.asz != 2;
+        if (!gprs || !two) return false;
         switch (i.mnemonic) {
             case ZYDIS_MNEMONIC_MOV:
                 if (rr) {
                     load(x86::rax, i.reg[1], w8);
                 } else if (ri) {
                     a_.mov(x86::rax, w8 ? i.imm : uint32_t(i.imm));
+                } else if (rm && mem64 && i.msz == i.osz) {
+                    Label back = access(i, false, i.osz);
+                    if (w8)
+                        a_.mov(x86::rax, x86::qword_ptr(x86::rax));
+                    else
+                        a_.mov(x86::eax, x86::dword_ptr(x86::rax));
+                    a_.mov(gpr(i.reg[0]), x86::rax);
+                    a_.bind(back);
+                    return true;
+                } else if ((mr || mi) && mem64 && i.msz == i.osz) {
+                    Label back = access(i, true, i.osz);
+                    if (mr)
+                        load(x86::rcx, i.reg[1], w8);
+                    else
+                        a_.mov(x86::rcx, w8 ? i.imm : uint32_t(i.imm));
+                    if (w8)
+                        a_.mov(x86::qword_ptr(x86::rax), x86::rcx);
+                    else
+                        a_.mov(x86::dword_ptr(x86::rax), x86::ecx);
+                    a_.bind(back);
+                    return true;
                 } else {
                     return false;
                 }
                 a_.mov(gpr(i.reg[0]), x86::rax);
                 return true;
-            case ZYDIS_MNEMONIC_LEA: {
-                if (i.kind[0] != cpu::kOpReg || i.kind[1] != cpu::kOpMem || i.asz == 2) return false;
-                // rax = disp + base + (index << scale), truncated to the address size, then to the
-                // operand size (mem.h ea(); RIP-relative: from the next instruction's address).
-                a_.mov(x86::rax, uint64_t(i.disp));
-                if (i.base == cpu::kRipReg) {
-                    a_.add(x86::rax, x86::r12);
-                    a_.add(x86::rax, int32_t(off + i.len));
-                } else if (i.base != cpu::kNoReg) {
-                    a_.add(x86::rax, gpr(i.base));
-                }
-                if (i.index != cpu::kNoReg) {
-                    a_.mov(x86::rcx, gpr(i.index));
-                    if (i.scale) a_.shl(x86::rcx, i.scale);
-                    a_.add(x86::rax, x86::rcx);
-                }
-                if (i.asz == 4 || !w8) a_.mov(x86::eax, x86::eax);
+            case ZYDIS_MNEMONIC_MOVZX:
+            case ZYDIS_MNEMONIC_MOVSX:
+            case ZYDIS_MNEMONIC_MOVSXD: {
+                if (!rm || !mem64 || (i.msz != 1 && i.msz != 2 && i.msz != 4) || i.msz >= i.osz) return false;
+                Label back = access(i, false, i.msz);
+                const bool sx = i.mnemonic != ZYDIS_MNEMONIC_MOVZX;
+                if (i.msz == 4)
+                    a_.movsxd(x86::rax, x86::dword_ptr(x86::rax));
+                else if (sx)
+                    a_.movsx(x86::rax, i.msz == 1 ? x86::byte_ptr(x86::rax) : x86::word_ptr(x86::rax));
+                else
+                    a_.movzx(x86::eax, i.msz == 1 ? x86::byte_ptr(x86::rax) : x86::word_ptr(x86::rax));
+                if (!w8) a_.mov(x86::eax, x86::eax);
                 a_.mov(gpr(i.reg[0]), x86::rax);
+                a_.bind(back);
                 return true;
             }
+            case ZYDIS_MNEMONIC_LEA:
+                if (!rm || i.asz == 2) return false;
+                effective_address(i);
+                if (!w8) a_.mov(x86::eax, x86::eax);
+                a_.mov(gpr(i.reg[0]), x86::rax);
+                return true;
             default: break;
         }
         // ALU: lazy flags as the interpreter leaves them (flags.h): a, b, res masked to the width.
@@ -116,7 +303,8 @@ public:
             load(x86::rcx, i.reg[1], w8);
         else
             a_.mov(x86::rcx, w8 ? i.imm : uint32_t(i.imm));
-        const x86::Gp res = w8 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx), b = w8 ? x86::Gp(x86::rcx) : x86::Gp(x86::ecx);
+        const x86::Gp res = w8 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx);
+        const x86::Gp b = w8 ? x86::Gp(x86::rcx) : x86::Gp(x86::ecx);
         a_.mov(x86::rdx, x86::rax);
         switch (i.mnemonic) {
             case ZYDIS_MNEMONIC_ADD: a_.add(res, b); break;
@@ -128,26 +316,31 @@ public:
             default: a_.xor_(res, b); break;
         }
         // (32-bit host operations zero-extend: res is masked to the width already.)
-        a_.mov(x86::qword_ptr(x86::rbx, l_.lf_a), x86::rax);
-        a_.mov(x86::qword_ptr(x86::rbx, l_.lf_b), x86::rcx);
-        a_.mov(x86::qword_ptr(x86::rbx, l_.lf_res), x86::rdx);
+        a_.mov(field(l_.lf_a), x86::rax);
+        a_.mov(field(l_.lf_b), x86::rcx);
+        a_.mov(field(l_.lf_res), x86::rdx);
         a_.mov(x86::dword_ptr(x86::rbx, l_.lf_meta), uint32_t(op) | uint32_t(i.osz) << 8);
         if (write) a_.mov(gpr(i.reg[0]), x86::rdx);
         return true;
     }
 
-private:
-    x86::Mem gpr(unsigned r) const { return x86::qword_ptr(x86::rbx, l_.gpr + int32_t(r) * 8); }
     // dst = GPR r, zero-extended from 32 bits when !w8.
     void load(const x86::Gp& dst, unsigned r, bool w8) {
         if (w8)
             a_.mov(dst, gpr(r));
         else
-            a_.mov(dst.r32(), x86::dword_ptr(x86::rbx, l_.gpr + int32_t(r) * 8));
+            a_.mov(dst.r32(), gpr32(r));
     }
 
     x86::Assembler& a_;
     const Layout& l_;
+    const cpu::Block& b_;
+    Label done_;
+    std::vector<Exit> exits_;
+    std::vector<Slow> slows_;
+    uint32_t k_ = 0, off_ = 0;  // the instruction being emitted, its byte offset in the block
+    uint32_t pending_ = 0;      // native instructions since icount was last written
+    bool rip_stale_ = false;    // s.rip is behind (native instructions ran since it was written)
 };
 
 class Translator final : public cpu::BlockTranslator {
@@ -157,72 +350,7 @@ public:
         asmjit::CodeHolder code;
         code.init(rt_.environment());
         x86::Assembler a(&code);
-        Emitter em(a, l);
-        auto field = [&](int32_t off) { return x86::qword_ptr(x86::rbx, off); };
-
-        a.push(x86::rbx);
-        a.push(x86::r12);
-        a.sub(x86::rsp, 8);  // 16-byte alignment at the calls
-        a.mov(x86::rbx, x86::rdi);
-        a.mov(x86::r12, field(l.rip));
-
-        struct Exit {
-            asmjit::Label at;
-            uint32_t count;  // instructions run
-        };
-        std::vector<Exit> exits;
-        asmjit::Label done = a.newLabel();
-        uint32_t off = 0, pending = 0;  // byte offset of insn k; native insns not yet in icount
-        bool rip_stale = false;         // s.rip is behind (native instructions ran)
-        for (uint32_t k = 0; k < b.n; k++) {
-            const Insn& insn = b.insns[k];
-            if (em.native(insn, off)) {
-                pending++;
-                rip_stale = true;
-                off += insn.len;
-                continue;
-            }
-            if (pending) a.add(field(l.icount), pending);
-            pending = 0;
-            if (rip_stale) {
-                a.lea(x86::rax, x86::ptr(x86::r12, int32_t(off)));
-                a.mov(field(l.rip), x86::rax);
-            }
-            a.lea(x86::rax, x86::ptr(x86::r12, int32_t(off + insn.len)));
-            a.mov(field(l.next_rip), x86::rax);
-            a.mov(x86::rdi, x86::rbx);
-            a.mov(x86::rsi, reinterpret_cast<uint64_t>(&insn));
-            a.mov(x86::rax, reinterpret_cast<uint64_t>(insn.fn));
-            a.call(x86::rax);
-            a.mov(x86::rax, field(l.next_rip));
-            a.mov(field(l.rip), x86::rax);
-            a.add(field(l.icount), 1);
-            rip_stale = false;
-            off += insn.len;
-            if (k + 1 < b.n) {
-                Exit e{a.newLabel(), k + 1};
-                a.cmp(x86::byte_ptr(x86::rbx, l.exit_request), 0);
-                a.jne(e.at);
-                exits.push_back(e);
-            }
-        }
-        if (pending) a.add(field(l.icount), pending);
-        if (rip_stale) {
-            a.lea(x86::rax, x86::ptr(x86::r12, int32_t(off)));
-            a.mov(field(l.rip), x86::rax);
-        }
-        a.mov(x86::eax, b.n);
-        a.bind(done);
-        a.add(x86::rsp, 8);
-        a.pop(x86::r12);
-        a.pop(x86::rbx);
-        a.ret();
-        for (const Exit& e : exits) {
-            a.bind(e.at);
-            a.mov(x86::eax, e.count);
-            a.jmp(done);
-        }
-
+        BlockEmitter(a, l, b).emit();
         cpu::HostCode fn = nullptr;
         if (rt_.add(&fn, &code) != asmjit::kErrorOk) return nullptr;  // out of memory: interpret
         return fn;
