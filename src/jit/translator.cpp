@@ -6,7 +6,7 @@
 // Two kinds of guest instructions:
 //   - native: forms emitted as host instructions. Register forms (MOV, LEA, ADD/SUB/CMP/AND/OR/XOR/
 //     TEST on 32/64-bit GPRs) cannot fault; memory forms (MOV loads and stores, MOVZX/MOVSX/MOVSXD
-//     loads, in 64-bit mode) take the software TLB's hit path inline, as mem.h's read/write do,
+//     loads, the ALU operations above with a memory operand, in 64-bit mode) take the software TLB's hit path inline, as mem.h's read/write do,
 //     and on anything else (miss, MMIO, code page, page crossing, fault) run their interpreter
 //     handler out of line. Between native instructions RIP and the retired count are not kept in
 //     memory: the translator knows both, and writes them before anything that can look.
@@ -297,9 +297,23 @@ private:
             case ZYDIS_MNEMONIC_TEST: op = cpu::FlagOp::Logic, write = false; break;
             default: return false;
         }
-        if (!rr && !ri) return false;
-        load(x86::rax, i.reg[0], w8);
-        if (rr)
+        // Operands: a (the destination's old value) in rax, b in rcx. A memory operand goes through
+        // the TLB (access(): its host address, kept in r8); a memory destination that is written
+        // needs the write TLB (as mem.h rmw()).
+        const bool mem = rm || mr || mi;
+        if (!rr && !ri && !(mem && mem64 && i.msz == i.osz)) return false;
+        Label back;
+        if (mem) {
+            back = access(i, !rm && write, i.osz);
+            a_.mov(x86::r8, x86::rax);
+        }
+        if (mr || mi)
+            a_.mov(w8 ? x86::Gp(x86::rax) : x86::Gp(x86::eax), w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8));
+        else
+            load(x86::rax, i.reg[0], w8);
+        if (rm)
+            a_.mov(w8 ? x86::Gp(x86::rcx) : x86::Gp(x86::ecx), w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8));
+        else if (rr || mr)
             load(x86::rcx, i.reg[1], w8);
         else
             a_.mov(x86::rcx, w8 ? i.imm : uint32_t(i.imm));
@@ -320,7 +334,11 @@ private:
         a_.mov(field(l_.lf_b), x86::rcx);
         a_.mov(field(l_.lf_res), x86::rdx);
         a_.mov(x86::dword_ptr(x86::rbx, l_.lf_meta), uint32_t(op) | uint32_t(i.osz) << 8);
-        if (write) a_.mov(gpr(i.reg[0]), x86::rdx);
+        if (write && (mr || mi))
+            a_.mov(w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8), w8 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx));
+        else if (write)
+            a_.mov(gpr(i.reg[0]), x86::rdx);
+        if (mem) a_.bind(back);
         return true;
     }
 
