@@ -77,6 +77,9 @@ public:
         done_ = a_.newLabel();
         for (k_ = 0; k_ < b_.n; k_++) {
             const Insn& i = b_.insns[k_];
+            const bool flags_live = flags_live_;
+            flags_live_ = false;
+            if (k_ + 1 == b_.n && branch(i, flags_live)) break;  // returns from the block itself
             if (native(i)) {
                 pending_++;
                 rip_stale_ = true;
@@ -86,7 +89,7 @@ public:
             }
             off_ += i.len;
         }
-        sync();
+        if (k_ == b_.n) sync();
         a_.mov(x86::eax, b_.n);
         a_.bind(done_);
         a_.add(x86::rsp, 8);
@@ -214,6 +217,65 @@ private:
         return s.back;
     }
 
+    // A near JMP/Jcc with an immediate target ending the block, in 64-bit mode: RIP becomes the
+    // target or the next instruction and the block returns. The condition comes straight from the
+    // host flags when the instruction before was a native register ALU operation (flags_live: its
+    // host operation set them exactly as the guest's), else from the lazy flags (Cpu::cond). A
+    // non-canonical target (the handler raises #GP) goes to the handler. False if not such a branch.
+    bool branch(const Insn& i, bool flags_live) {
+        bool jcc = false;
+        switch (i.mnemonic) {
+            case ZYDIS_MNEMONIC_JO: case ZYDIS_MNEMONIC_JNO: case ZYDIS_MNEMONIC_JB: case ZYDIS_MNEMONIC_JNB:
+            case ZYDIS_MNEMONIC_JZ: case ZYDIS_MNEMONIC_JNZ: case ZYDIS_MNEMONIC_JBE: case ZYDIS_MNEMONIC_JNBE:
+            case ZYDIS_MNEMONIC_JS: case ZYDIS_MNEMONIC_JNS: case ZYDIS_MNEMONIC_JP: case ZYDIS_MNEMONIC_JNP:
+            case ZYDIS_MNEMONIC_JL: case ZYDIS_MNEMONIC_JNL: case ZYDIS_MNEMONIC_JLE: case ZYDIS_MNEMONIC_JNLE:
+                jcc = true;  // (the decoder put the condition code, the opcode's low nibble, in aux)
+                break;
+            default: break;
+        }
+        const bool jmp = i.mnemonic == ZYDIS_MNEMONIC_JMP;
+        if ((!jcc && !jmp) || i.kind[0] != cpu::kOpImm || b_.mode != cpu::Mode::Long64 || i.osz == 2 ||
+            (i.prefix & cpu::pfx::kOpsize))
+            return false;
+        const uint32_t next = off_ + i.len;
+        Label taken = a_.newLabel(), slow = a_.newLabel(), out = a_.newLabel();
+        if (jcc) {
+            const unsigned cc = i.aux & 15;
+            if (flags_live) {
+                a_.j(x86::CondCode(cc), taken);  // guest and host condition codes are the same
+            } else {
+                a_.mov(x86::rdi, x86::rbx);
+                a_.mov(x86::esi, cc);
+                a_.mov(x86::rax, reinterpret_cast<uint64_t>(&cond_thunk));
+                a_.call(x86::rax);
+                a_.test(x86::al, x86::al);
+                a_.jnz(taken);
+            }
+            a_.lea(x86::rax, x86::ptr(x86::r12, int32_t(next)));
+            a_.jmp(out);
+        }
+        a_.bind(taken);
+        a_.mov(x86::rax, x86::r12);
+        a_.add(x86::rax, int32_t(next));
+        a_.add(x86::rax, int32_t(int64_t(i.imm)));
+        a_.mov(x86::rcx, x86::rax);  // canonical with 48-bit addresses (else: the handler decides)
+        a_.shl(x86::rcx, 16);
+        a_.sar(x86::rcx, 16);
+        a_.cmp(x86::rcx, x86::rax);
+        a_.jne(slow);
+        a_.bind(out);
+        a_.mov(field(l_.rip), x86::rax);
+        a_.add(field(l_.icount), pending_ + 1);
+        a_.mov(x86::eax, b_.n);
+        a_.jmp(done_);
+        a_.bind(slow);
+        call(i);
+        a_.mov(x86::eax, b_.n);
+        a_.jmp(done_);
+        return true;
+    }
+    static bool cond_thunk(const cpu::Cpu* c, unsigned cc) { return c->cond(cc); }
+
     // Emit instruction i natively; false if it has no native form (nothing emitted then).
     bool native(const Insn& i) {
         if ((i.prefix & cpu::pfx::kLock) || (i.osz != 4 && i.osz != 8)) return false;
@@ -334,6 +396,7 @@ private:
         a_.mov(field(l_.lf_b), x86::rcx);
         a_.mov(field(l_.lf_res), x86::rdx);
         a_.mov(x86::dword_ptr(x86::rbx, l_.lf_meta), uint32_t(op) | uint32_t(i.osz) << 8);
+        flags_live_ = !mem;  // (a memory form's slow path comes back with other host flags)
         if (write && (mr || mi))
             a_.mov(w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8), w8 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx));
         else if (write)
@@ -359,6 +422,7 @@ private:
     uint32_t k_ = 0, off_ = 0;  // the instruction being emitted, its byte offset in the block
     uint32_t pending_ = 0;      // native instructions since icount was last written
     bool rip_stale_ = false;    // s.rip is behind (native instructions ran since it was written)
+    bool flags_live_ = false;   // the host flags are the guest's (set by the last instruction)
 };
 
 class Translator final : public cpu::BlockTranslator {
