@@ -288,7 +288,12 @@ StopReason Cpu::run_blocks(uint64_t limit) {
         // External events, single-step traps and interrupt shadows are looked at between blocks
         // (exceptions.cpp); service_events may shorten the next slice to one instruction.
         // (With stop_on_exception, the snippet/test environments, TF does not single-step.)
-        if (pending_.load(std::memory_order_relaxed) | (s.rflags & fl::TF & trap_mask_) | step_armed_) [[unlikely]] {
+        // (An INTR the guest masks with IF = 0 waits without a look: a guest that runs long with
+        // interrupts off, like the kernel's decompressor while the PIT's interrupt is pending,
+        // keeps its block links.)
+        uint32_t events = pending_.load(std::memory_order_relaxed);
+        if (!(s.rflags & fl::IF)) events &= ~kPendIntr;
+        if (events | (s.rflags & fl::TF & trap_mask_) | step_armed_) [[unlikely]] {
             if (pending_.load() & kPendStop) {
                 pending_.fetch_and(~kPendStop);
                 return StopReason::ExitRequest;
