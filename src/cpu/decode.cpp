@@ -187,16 +187,20 @@ bool decode_one(const uint8_t* bytes, size_t avail, Mode mode, Insn& out) {
 
     bool have_mem = false, have_imm = false;
     unsigned n = 0;
-    out.info |= info::kGpr32or64;
+    out.info |= info::kGprOnly;
     for (unsigned k = 0; k < zi.operand_count_visible && n < 3; k++) {
         const ZydisDecodedOperand& op = ops[k];
         switch (op.type) {
             case ZYDIS_OPERAND_TYPE_REGISTER:
                 out.kind[n] = kOpReg;
                 out.reg[n] = reg_number(op.reg.value);
-                if (ZydisRegisterGetClass(op.reg.value) != ZYDIS_REGCLASS_GPR32 &&
-                    ZydisRegisterGetClass(op.reg.value) != ZYDIS_REGCLASS_GPR64)
-                    out.info &= uint8_t(~info::kGpr32or64);
+                switch (ZydisRegisterGetClass(op.reg.value)) {
+                    case ZYDIS_REGCLASS_GPR8:
+                    case ZYDIS_REGCLASS_GPR16:
+                    case ZYDIS_REGCLASS_GPR32:
+                    case ZYDIS_REGCLASS_GPR64: break;
+                    default: out.info &= uint8_t(~info::kGprOnly);
+                }
                 break;
             case ZYDIS_OPERAND_TYPE_MEMORY:
                 out.kind[n] = kOpMem;

@@ -45,8 +45,9 @@ constexpr uint8_t kSsMem = 4;      // the memory operand is SS-relative (also in
                                    // a non-canonical address then raises #SS(0), not #GP(0))
 constexpr uint8_t kNearBranch = 8; // near JMP/Jcc/CALL/RET/LOOP/JrCXZ: changes only RIP (and RSP), never
                                    // CS, the mode or the privilege, so the run loop may chain blocks
-constexpr uint8_t kGpr32or64 = 16; // every explicit register operand is a 32- or 64-bit GPR (the JIT
-                                   // keys native code on it: reg[] are then GPR numbers 0..15)
+constexpr uint8_t kGprOnly = 16;   // every explicit register operand is a general-purpose register
+                                   // (8-64 bits; the JIT keys native code on it: reg[] are then GPR
+                                   // numbers, 16..19 = AH..BH for byte operands)
 }
 
 struct Insn {

@@ -39,7 +39,7 @@ using cpu::Insn;
 // Offsets of the Cpu fields host code touches, read from a live Cpu (the layout is the same for
 // every Cpu; offsetof is not defined for a class like Cpu).
 struct Layout {
-    int32_t rip, next_rip, icount, exit_request, gpr, lf_res, lf_a, lf_b, lf_meta, tlb_r, tlb_w, tlb_ctx;
+    int32_t rip, next_rip, icount, exit_request, gpr, rflags, lf_res, lf_a, lf_b, lf_meta, tlb_r, tlb_w, tlb_ctx;
     int32_t seg_base[cpu::kNumSegs];
     explicit Layout(cpu::Cpu& c) {
         auto off = [&c](const void* field) {
@@ -50,6 +50,7 @@ struct Layout {
         icount = off(&c.icount);
         exit_request = off(&c.exit_request);
         gpr = off(&c.s.gpr[0]);
+        rflags = off(&c.s.rflags);
         lf_res = off(&c.lf.res);
         lf_a = off(&c.lf.a);
         lf_b = off(&c.lf.b);
@@ -135,7 +136,6 @@ private:
 
     x86::Mem field(int32_t off) const { return x86::qword_ptr(x86::rbx, off); }
     x86::Mem gpr(unsigned r) const { return x86::qword_ptr(x86::rbx, l_.gpr + int32_t(r) * 8); }
-    x86::Mem gpr32(unsigned r) const { return x86::dword_ptr(x86::rbx, l_.gpr + int32_t(r) * 8); }
 
     void set_rip(uint32_t off) {
         a_.lea(x86::rax, x86::ptr(x86::r12, int32_t(off)));
@@ -278,53 +278,49 @@ private:
 
     // Emit instruction i natively; false if it has no native form (nothing emitted then).
     bool native(const Insn& i) {
-        if ((i.prefix & cpu::pfx::kLock) || (i.osz != 4 && i.osz != 8)) return false;
-        const bool w8 = i.osz == 8;
-        const bool gprs = i.info & cpu::info::kGpr32or64;
+        const unsigned w = i.osz;
+        if (!(i.info & cpu::info::kGprOnly) || (i.prefix & cpu::pfx::kLock) || (w != 1 && w != 2 && w != 4 && w != 8))
+            return false;
         const bool two = i.kind[0] != cpu::kOpNone && i.kind[1] != cpu::kOpNone && i.kind[2] == cpu::kOpNone;
-        const bool rr = two && i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpReg;
-        const bool ri = two && i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpImm;
-        const bool rm = two && i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpMem;
-        const bool mr = two && i.kind[0] == cpu::kOpMem && i.kind[1] == cpu::kOpReg;
-        const bool mi = two && i.kind[0] == cpu::kOpMem && i.kind[1] == cpu::kOpImm;
-        const bool mem64 = b_.mode == cpu::Mode::Long64 && i.asz != 2;
-        if (!gprs || !two) return false;
+        if (!two) return false;
+        const bool rr = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpReg;
+        const bool ri = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpImm;
+        const bool rm = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpMem;
+        const bool mr = i.kind[0] == cpu::kOpMem && i.kind[1] == cpu::kOpReg;
+        const bool mi = i.kind[0] == cpu::kOpMem && i.kind[1] == cpu::kOpImm;
+        // Memory operands natively only in 64-bit mode (no segment limits), at the operand size.
+        const bool mem_ok = b_.mode == cpu::Mode::Long64 && i.asz != 2;
         switch (i.mnemonic) {
-            case ZYDIS_MNEMONIC_MOV:
-                if (rr) {
-                    load(x86::rax, i.reg[1], w8);
-                } else if (ri) {
-                    a_.mov(x86::rax, w8 ? i.imm : uint32_t(i.imm));
-                } else if (rm && mem64 && i.msz == i.osz) {
-                    Label back = access(i, false, i.osz);
-                    if (w8)
-                        a_.mov(x86::rax, x86::qword_ptr(x86::rax));
+            case ZYDIS_MNEMONIC_MOV: {
+                if (rr || ri) {
+                    if (rr)
+                        load(x86::rax, i.reg[1], w);
                     else
-                        a_.mov(x86::eax, x86::dword_ptr(x86::rax));
-                    a_.mov(gpr(i.reg[0]), x86::rax);
-                    a_.bind(back);
+                        a_.mov(x86::rax, masked(i.imm, w));
+                    store(i.reg[0], x86::rax, w);
                     return true;
-                } else if ((mr || mi) && mem64 && i.msz == i.osz) {
-                    Label back = access(i, true, i.osz);
-                    if (mr)
-                        load(x86::rcx, i.reg[1], w8);
-                    else
-                        a_.mov(x86::rcx, w8 ? i.imm : uint32_t(i.imm));
-                    if (w8)
-                        a_.mov(x86::qword_ptr(x86::rax), x86::rcx);
-                    else
-                        a_.mov(x86::dword_ptr(x86::rax), x86::ecx);
-                    a_.bind(back);
-                    return true;
-                } else {
-                    return false;
                 }
-                a_.mov(gpr(i.reg[0]), x86::rax);
+                if (!mem_ok || i.msz != w) return false;
+                if (rm) {
+                    Label back = access(i, false, w);
+                    load_mem(x86::rax, w);
+                    store(i.reg[0], x86::rax, w);
+                    a_.bind(back);
+                    return true;
+                }
+                Label back = access(i, true, w);
+                if (mr)
+                    load(x86::rcx, i.reg[1], w);
+                else
+                    a_.mov(x86::rcx, masked(i.imm, w));
+                a_.mov(x86::ptr(x86::rax, 0, w), sized(x86::rcx, w));
+                a_.bind(back);
                 return true;
+            }
             case ZYDIS_MNEMONIC_MOVZX:
             case ZYDIS_MNEMONIC_MOVSX:
             case ZYDIS_MNEMONIC_MOVSXD: {
-                if (!rm || !mem64 || (i.msz != 1 && i.msz != 2 && i.msz != 4) || i.msz >= i.osz) return false;
+                if (!rm || !mem_ok || (i.msz != 1 && i.msz != 2 && i.msz != 4) || i.msz >= w) return false;
                 Label back = access(i, false, i.msz);
                 const bool sx = i.mnemonic != ZYDIS_MNEMONIC_MOVZX;
                 if (i.msz == 4)
@@ -333,17 +329,19 @@ private:
                     a_.movsx(x86::rax, i.msz == 1 ? x86::byte_ptr(x86::rax) : x86::word_ptr(x86::rax));
                 else
                     a_.movzx(x86::eax, i.msz == 1 ? x86::byte_ptr(x86::rax) : x86::word_ptr(x86::rax));
-                if (!w8) a_.mov(x86::eax, x86::eax);
-                a_.mov(gpr(i.reg[0]), x86::rax);
+                store(i.reg[0], x86::rax, w);
                 a_.bind(back);
                 return true;
             }
             case ZYDIS_MNEMONIC_LEA:
-                if (!rm || i.asz == 2) return false;
+                if (!rm || i.asz == 2 || w < 4) return false;
                 effective_address(i);
-                if (!w8) a_.mov(x86::eax, x86::eax);
-                a_.mov(gpr(i.reg[0]), x86::rax);
+                store(i.reg[0], x86::rax, w);
                 return true;
+            case ZYDIS_MNEMONIC_SHL:
+            case ZYDIS_MNEMONIC_SHR:
+            case ZYDIS_MNEMONIC_SAR:
+                return ri && shift(i);
             default: break;
         }
         // ALU: lazy flags as the interpreter leaves them (flags.h): a, b, res masked to the width.
@@ -359,29 +357,30 @@ private:
             case ZYDIS_MNEMONIC_TEST: op = cpu::FlagOp::Logic, write = false; break;
             default: return false;
         }
-        // Operands: a (the destination's old value) in rax, b in rcx. A memory operand goes through
-        // the TLB (access(): its host address, kept in r8); a memory destination that is written
-        // needs the write TLB (as mem.h rmw()).
+        // Operands: a (the destination's old value) in rax, b in rcx, both zero-extended from the
+        // width. A memory operand goes through the TLB (access(): its host address, kept in r8); a
+        // memory destination that is written needs the write TLB (as mem.h rmw()).
         const bool mem = rm || mr || mi;
-        if (!rr && !ri && !(mem && mem64 && i.msz == i.osz)) return false;
+        if (mem && (!mem_ok || i.msz != w)) return false;
         Label back;
         if (mem) {
-            back = access(i, !rm && write, i.osz);
+            back = access(i, !rm && write, w);
             a_.mov(x86::r8, x86::rax);
         }
         if (mr || mi)
-            a_.mov(w8 ? x86::Gp(x86::rax) : x86::Gp(x86::eax), w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8));
+            load_mem(x86::rax, w, x86::r8);
         else
-            load(x86::rax, i.reg[0], w8);
+            load(x86::rax, i.reg[0], w);
         if (rm)
-            a_.mov(w8 ? x86::Gp(x86::rcx) : x86::Gp(x86::ecx), w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8));
+            load_mem(x86::rcx, w, x86::r8);
         else if (rr || mr)
-            load(x86::rcx, i.reg[1], w8);
+            load(x86::rcx, i.reg[1], w);
         else
-            a_.mov(x86::rcx, w8 ? i.imm : uint32_t(i.imm));
-        const x86::Gp res = w8 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx);
-        const x86::Gp b = w8 ? x86::Gp(x86::rcx) : x86::Gp(x86::ecx);
+            a_.mov(x86::rcx, masked(i.imm, w));
+        // The host operation at the guest's width: the same result and flags. rdx's bits above
+        // the width stay those of rax (zero), so res is masked too.
         a_.mov(x86::rdx, x86::rax);
+        const x86::Gp res = sized(x86::rdx, w), b = sized(x86::rcx, w);
         switch (i.mnemonic) {
             case ZYDIS_MNEMONIC_ADD: a_.add(res, b); break;
             case ZYDIS_MNEMONIC_SUB:
@@ -391,26 +390,106 @@ private:
             case ZYDIS_MNEMONIC_OR: a_.or_(res, b); break;
             default: a_.xor_(res, b); break;
         }
-        // (32-bit host operations zero-extend: res is masked to the width already.)
         a_.mov(field(l_.lf_a), x86::rax);
         a_.mov(field(l_.lf_b), x86::rcx);
         a_.mov(field(l_.lf_res), x86::rdx);
-        a_.mov(x86::dword_ptr(x86::rbx, l_.lf_meta), uint32_t(op) | uint32_t(i.osz) << 8);
+        a_.mov(x86::dword_ptr(x86::rbx, l_.lf_meta), uint32_t(op) | uint32_t(w) << 8);
         flags_live_ = !mem;  // (a memory form's slow path comes back with other host flags)
         if (write && (mr || mi))
-            a_.mov(w8 ? x86::qword_ptr(x86::r8) : x86::dword_ptr(x86::r8), w8 ? x86::Gp(x86::rdx) : x86::Gp(x86::edx));
+            a_.mov(x86::ptr(x86::r8, 0, w), res);
         else if (write)
-            a_.mov(gpr(i.reg[0]), x86::rdx);
+            store(i.reg[0], x86::rdx, w);
         if (mem) a_.bind(back);
         return true;
     }
 
-    // dst = GPR r, zero-extended from 32 bits when !w8.
-    void load(const x86::Gp& dst, unsigned r, bool w8) {
-        if (w8)
-            a_.mov(dst, gpr(r));
+    // SHL/SHR/SAR of a register by an immediate count (ops/shift.cpp): the host shift gives the
+    // result, CF, PF, ZF and SF; OF is the interpreter's (SHL: MSB != CF; SHR: the result's two
+    // top bits differ; SAR: 0) and AF is set, as the interpreter leaves the undefined flags.
+    // Flags go straight to RFLAGS (the lazy flags become None). A count of 0 changes nothing but
+    // is rare: left to the handler.
+    bool shift(const Insn& i) {
+        const unsigned w = i.osz;
+        const unsigned n = unsigned(i.imm) & (w == 8 ? 63 : 31);
+        // (Counts of the width or more, possible for 8- and 16-bit operands, leave CF undefined on
+        // the host: those go to the handler too.)
+        if (n == 0 || n >= w * 8) return false;
+        load(x86::rdx, i.reg[0], w);
+        const x86::Gp r = sized(x86::rdx, w);
+        if (i.mnemonic == ZYDIS_MNEMONIC_SHL)
+            a_.shl(r, n);
+        else if (i.mnemonic == ZYDIS_MNEMONIC_SHR)
+            a_.shr(r, n);
         else
-            a_.mov(dst.r32(), gpr32(r));
+            a_.sar(r, n);
+        // rdx = the result, zero-extended (the bits above the width were zero and stay so).
+        a_.lahf();  // AH = SF ZF 0 AF 0 PF 1 CF
+        a_.movzx(x86::ecx, x86::ah);
+        a_.and_(x86::ecx, int32_t(cpu::fl::SF | cpu::fl::ZF | cpu::fl::PF | cpu::fl::CF));
+        a_.or_(x86::ecx, int32_t(cpu::fl::AF));
+        const unsigned top = w * 8 - 1;
+        if (i.mnemonic != ZYDIS_MNEMONIC_SAR) {
+            // SHL: OF = MSB(result) XOR CF (ecx bit 0); SHR: OF = bit top XOR bit top-1.
+            a_.mov(x86::rax, x86::rdx);
+            if (i.mnemonic == ZYDIS_MNEMONIC_SHL) {
+                a_.shr(x86::rax, top);
+                a_.xor_(x86::eax, x86::ecx);
+            } else {
+                a_.shr(x86::rax, top - 1);
+                a_.mov(x86::r8, x86::rax);
+                a_.shr(x86::r8, 1);
+                a_.xor_(x86::eax, x86::r8d);
+            }
+            a_.and_(x86::eax, 1);
+            a_.shl(x86::eax, 11);  // fl::OF
+            a_.or_(x86::ecx, x86::eax);
+        }
+        store(i.reg[0], x86::rdx, w);
+        a_.mov(x86::rax, field(l_.rflags));
+        a_.and_(x86::rax, int32_t(~uint32_t(cpu::fl::kArith)));
+        a_.or_(x86::rax, x86::rcx);
+        a_.mov(field(l_.rflags), x86::rax);
+        a_.mov(x86::byte_ptr(x86::rbx, l_.lf_meta), uint32_t(cpu::FlagOp::None));
+        return true;
+    }
+
+    static uint64_t masked(uint64_t v, unsigned w) { return w == 8 ? v : v & ((1ull << (w * 8)) - 1); }
+    static x86::Gp sized(const x86::Gp& r, unsigned w) {
+        return w == 1 ? x86::Gp(r.r8()) : w == 2 ? x86::Gp(r.r16()) : w == 4 ? x86::Gp(r.r32()) : x86::Gp(r.r64());
+    }
+    // The guest register r of width w in the Cpu: a 64-bit slot, or its low part; AH..BH (16..19
+    // for byte operands) are byte 1 of RAX..RBX.
+    x86::Mem greg(unsigned r, unsigned w) const {
+        if (w == 1 && r >= 16) return x86::byte_ptr(x86::rbx, l_.gpr + int32_t(r - 16) * 8 + 1);
+        return x86::ptr(x86::rbx, l_.gpr + int32_t(r) * 8, w);
+    }
+    // dst (64-bit) = guest register r of width w, zero-extended.
+    void load(const x86::Gp& dst, unsigned r, unsigned w) {
+        if (w == 8)
+            a_.mov(dst, greg(r, 8));
+        else if (w == 4)
+            a_.mov(dst.r32(), greg(r, 4));
+        else
+            a_.movzx(dst.r32(), greg(r, w));
+    }
+    // dst (64-bit) = w bytes at [base] (host address), zero-extended.
+    void load_mem(const x86::Gp& dst, unsigned w, const x86::Gp& base = x86::rax) {
+        if (w == 8)
+            a_.mov(dst, x86::qword_ptr(base));
+        else if (w == 4)
+            a_.mov(dst.r32(), x86::dword_ptr(base));
+        else
+            a_.movzx(dst.r32(), x86::ptr(base, 0, w));
+    }
+    // Guest register r of width w = the low w bytes of src: a 32-bit write zero-extends to 64 bits
+    // (src's upper half is zero there), 8- and 16-bit writes keep the rest of the register.
+    void store(unsigned r, const x86::Gp& src, unsigned w) {
+        if (w == 4) {
+            a_.mov(src.r32(), src.r32());
+            a_.mov(greg(r, 8), src.r64());
+        } else {
+            a_.mov(greg(r, w), sized(src, w));
+        }
     }
 
     x86::Assembler& a_;
