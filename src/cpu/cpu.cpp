@@ -341,8 +341,16 @@ StopReason Cpu::run_blocks(uint64_t limit) {
         }
         if (b->host && room >= n) {
             // Host code (src/jit): the same steps as the loop below, with the handlers called
-            // directly.
-            i += b->host(*this);
+            // directly. It may go on into the host code of linked blocks after this one (the
+            // checks at the top of this loop and the link lookup done in host code): it reports
+            // the block it ran last, and how many of that block's instructions ran.
+            jit_block_ = b;
+            jit_lin_ = lin;
+            ++host_entries;
+            const uint32_t ran = b->host(*this);
+            b = jit_block_;
+            lin = jit_lin_;
+            i = b->insns.data() + ran;
         } else {
             const Insn* end = i + (room < n ? room : n);
             do {
@@ -352,7 +360,7 @@ StopReason Cpu::run_blocks(uint64_t limit) {
                 ++icount;
             } while (++i != end && !exit_request);
         }
-        prev = (b->chains && !exit_request && i == b->insns.data() + n) ? b : nullptr;
+        prev = (b->chains && !exit_request && i == b->insns.data() + b->n) ? b : nullptr;
         prev_page = lin & kPageMask;
     }
     return halted ? StopReason::Halt : StopReason::Limit;

@@ -23,6 +23,10 @@
 #include "cpu/platform.h"
 #include "cpu/state.h"
 
+namespace m86::jit {
+struct Layout;  // src/jit/translator.cpp: where host code finds the Cpu's fields
+}
+
 namespace m86::cpu {
 
 class CodeCache;
@@ -117,6 +121,7 @@ public:
 
     // ---- run control -------------------------------------------------------------------------
     uint64_t icount = 0;       // instructions retired
+    uint64_t host_entries = 0; // times the run loop entered host code (JIT; chained blocks do not count)
     bool exit_request = false;  // set by handlers/devices: leave the block after this instruction
     bool halted = false;
     Fault last_fault;          // the exception that stopped run() (StopReason::Exception)
@@ -372,6 +377,11 @@ private:
     Mode mode_ = Mode::Real;
     std::shared_ptr<CodeCache> code_;
     uint32_t jit_threshold_ = 0;  // runs after which a block gets host code (0: no JIT)
+    // Host code that chains to the next block's host code (src/jit) leaves here the block it
+    // entered last and that block's linear address: the run loop links from them.
+    Block* jit_block_ = nullptr;
+    uint64_t jit_lin_ = 0;
+    friend struct jit::Layout;  // host code reads and writes the run loop's fields above
     uint64_t code_gen_ = 0;  // the code cache's generation() the jump cache is valid for
     uint64_t link_epoch_ = 0;  // cross-page block links made under this value are valid (BlockLink)
     JumpEntry jump_[kTlbContexts][kJumpSize];

@@ -189,6 +189,7 @@ public:
     // Changes whenever a block is retired: a jump cache filled under another value may point at a
     // retired block.
     uint64_t generation() const { return generation_; }
+    const uint64_t* generation_address() const { return &generation_; }  // (host code compares it)
     // A fresh link epoch (BlockLink) for a CPU that flushed its jump cache: multiples of 4, > 0.
     uint64_t new_epoch() { return epoch_ += 4; }
 

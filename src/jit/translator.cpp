@@ -22,6 +22,7 @@
 #include <Zydis/Zydis.h>
 #include <asmjit/x86.h>
 
+#include <atomic>
 #include <vector>
 
 #include "cpu/cpu.h"
@@ -30,18 +31,20 @@
 
 namespace m86::jit {
 
-namespace {
-
 namespace x86 = asmjit::x86;
 using asmjit::Label;
 using cpu::Insn;
 
-// Offsets of the Cpu fields host code touches, read from a live Cpu (the layout is the same for
-// every Cpu; offsetof is not defined for a class like Cpu).
+// Offsets of the Cpu and Block fields host code touches, read from a live Cpu and Block (the layout
+// is the same for every one; offsetof is not defined for classes like these). A friend of Cpu: host
+// code chaining to the next block does the run loop's checks.
 struct Layout {
     int32_t rip, next_rip, icount, exit_request, gpr, rflags, lf_res, lf_a, lf_b, lf_meta, tlb_r, tlb_w, tlb_ctx;
     int32_t seg_base[cpu::kNumSegs];
-    explicit Layout(cpu::Cpu& c) {
+    // The run loop's (chaining): Cpu fields, then Block and BlockLink fields.
+    int32_t pending, trap_mask, step_armed, code_gen, link_epoch, slice_end, jit_block, jit_lin;
+    int32_t block_link, block_host, block_n, link_size, link_tag, link_gen, link_to;
+    explicit Layout(cpu::Cpu& c, const cpu::Block& b) {
         auto off = [&c](const void* field) {
             return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&c));
         };
@@ -59,15 +62,46 @@ struct Layout {
         tlb_w = off(&c.tlb_w[0][0]);
         tlb_ctx = off(&c.tlb_ctx);
         for (unsigned s = 0; s < cpu::kNumSegs; s++) seg_base[s] = off(&c.s.seg[s].base);
+        pending = off(&c.pending_);
+        trap_mask = off(&c.trap_mask_);
+        step_armed = off(&c.step_armed_);
+        code_gen = off(&c.code_gen_);
+        link_epoch = off(&c.link_epoch_);
+        slice_end = off(&c.slice_end_);
+        jit_block = off(&c.jit_block_);
+        jit_lin = off(&c.jit_lin_);
+        auto boff = [&b](const void* field) {
+            return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&b));
+        };
+        block_link = boff(&b.link[0]);
+        block_host = boff(&b.host);
+        block_n = boff(&b.n);
+        link_size = int32_t(sizeof(cpu::BlockLink));
+        auto loff = [&b](const void* field) {
+            return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&b.link[0]));
+        };
+        link_tag = loff(&b.link[0].tag);
+        link_gen = loff(&b.link[0].gen);
+        link_to = loff(&b.link[0].to);
     }
 };
+static_assert(sizeof(std::atomic<uint32_t>) == 4 && sizeof(bool) == 1);
+
+namespace {
+
 static_assert(sizeof(cpu::TlbEntry) == 24 && offsetof(cpu::TlbEntry, addend) == 8);
 static_assert(sizeof(decltype(cpu::Cpu::tlb_ctx)) == 4);
 
 // One block's host code.
 class BlockEmitter {
 public:
-    BlockEmitter(x86::Assembler& a, const Layout& l, const cpu::Block& b) : a_(a), l_(l), b_(b) {}
+    // body_offset: where host code chained from another block enters a block's code, after the
+    // prologue (the frame, rbx and r12 are set up the same way in every block's host code).
+    BlockEmitter(x86::Assembler& a, const Layout& l, const cpu::Block& b, const uint64_t* generation,
+                 uint64_t body_offset)
+        : a_(a), l_(l), b_(b), generation_(generation), body_offset_(body_offset) {}
+
+    Label body() const { return body_; }
 
     void emit() {
         a_.push(x86::rbx);
@@ -75,7 +109,10 @@ public:
         a_.sub(x86::rsp, 8);  // 16-byte alignment at the calls
         a_.mov(x86::rbx, x86::rdi);
         a_.mov(x86::r12, field(l_.rip));
+        body_ = a_.newLabel();
+        a_.bind(body_);
         done_ = a_.newLabel();
+        chain_ = a_.newLabel();
         for (k_ = 0; k_ < b_.n; k_++) {
             const Insn& i = b_.insns[k_];
             const bool flags_live = flags_live_;
@@ -90,13 +127,20 @@ public:
             }
             off_ += i.len;
         }
-        if (k_ == b_.n) sync();
+        if (k_ == b_.n) {
+            sync();
+            if (b_.chains && chainable()) {
+                a_.mov(x86::rax, field(l_.rip));
+                a_.jmp(chain_);
+            }
+        }
         a_.mov(x86::eax, b_.n);
         a_.bind(done_);
         a_.add(x86::rsp, 8);
         a_.pop(x86::r12);
         a_.pop(x86::rbx);
         a_.ret();
+        if (chainable()) chain();
         for (const Exit& e : exits_) {
             a_.bind(e.at);
             a_.mov(x86::eax, e.count);
@@ -217,6 +261,83 @@ private:
         return s.back;
     }
 
+    // Chaining: the whole block ran and RIP (also in rax) is the next instruction's. Instead of
+    // returning to the run loop, do what its next iteration would (Cpu::run_blocks) and, when the
+    // next block is linked from this one and has host code, jump into that code:
+    //   - nothing to look at between blocks: no exit request, no event (an INTR masked by IF = 0
+    //     excepted), no single-step;
+    //   - the code cache's generation is the one the CPU's links were made under;
+    //   - a link of this block matches the next instruction's tag (linear address << 3 | mode) and
+    //     is valid (BlockLink: a same-page link, or a cross-page one of this epoch and TLB context);
+    //   - the linked block has host code and the slice has room for all of it.
+    // The block entered is left in Cpu::jit_block_/jit_lin_ for the run loop. Otherwise return.
+    // 64-bit blocks only: there the linear address is CS.base + RIP with no limit check, and a
+    // native branch or a called near branch keeps the mode.
+    bool chainable() const { return b_.mode == cpu::Mode::Long64; }
+    void chain() {
+        Label ret = a_.newLabel(), found = a_.newLabel(), no_intr = a_.newLabel();
+        a_.bind(chain_);
+        a_.cmp(x86::byte_ptr(x86::rbx, l_.exit_request), 0);
+        a_.jne(ret);
+        a_.mov(x86::ecx, x86::dword_ptr(x86::rbx, l_.pending));
+        a_.test(x86::dword_ptr(x86::rbx, l_.rflags), int32_t(cpu::fl::IF));
+        a_.jnz(no_intr);
+        a_.and_(x86::ecx, ~1u);  // Cpu::kPendIntr
+        a_.bind(no_intr);
+        a_.test(x86::ecx, x86::ecx);
+        a_.jnz(ret);
+        a_.mov(x86::rdx, field(l_.rflags));
+        a_.and_(x86::rdx, field(l_.trap_mask));
+        a_.jnz(ret);
+        a_.cmp(x86::byte_ptr(x86::rbx, l_.step_armed), 0);
+        a_.jne(ret);
+        a_.mov(x86::rdx, reinterpret_cast<uint64_t>(generation_));
+        a_.mov(x86::rdx, x86::qword_ptr(x86::rdx));
+        a_.cmp(x86::rdx, field(l_.code_gen));
+        a_.jne(ret);
+        a_.mov(x86::rsi, field(l_.seg_base[cpu::CS]));  // rsi = the linear address
+        a_.add(x86::rsi, x86::rax);
+        a_.mov(x86::rdx, x86::rsi);  // the tag
+        a_.shl(x86::rdx, 3);
+        a_.or_(x86::rdx, int32_t(cpu::Mode::Long64));
+        a_.mov(x86::r8, reinterpret_cast<uint64_t>(&b_.link[0]));
+        for (int32_t j = 0; j < 2; j++) {
+            Label next = a_.newLabel(), hit = a_.newLabel();
+            const int32_t at = j * l_.link_size;
+            a_.cmp(x86::rdx, x86::qword_ptr(x86::r8, at + l_.link_tag));
+            a_.jne(next);
+            a_.mov(x86::r9, x86::qword_ptr(x86::r8, at + l_.link_gen));
+            a_.test(x86::r9, x86::r9);
+            a_.jz(hit);
+            a_.mov(x86::r10, field(l_.link_epoch));
+            a_.mov(x86::r11d, x86::dword_ptr(x86::rbx, l_.tlb_ctx));
+            a_.or_(x86::r10, x86::r11);
+            a_.cmp(x86::r9, x86::r10);
+            a_.jne(next);
+            a_.bind(hit);
+            a_.mov(x86::r8, x86::qword_ptr(x86::r8, at + l_.link_to));
+            a_.jmp(found);
+            a_.bind(next);
+        }
+        a_.jmp(ret);
+        a_.bind(found);
+        a_.mov(x86::r9, x86::qword_ptr(x86::r8, l_.block_host));
+        a_.test(x86::r9, x86::r9);
+        a_.jz(ret);
+        a_.mov(x86::r10d, x86::dword_ptr(x86::r8, l_.block_n));
+        a_.add(x86::r10, field(l_.icount));
+        a_.cmp(x86::r10, field(l_.slice_end));
+        a_.ja(ret);
+        a_.mov(field(l_.jit_block), x86::r8);
+        a_.mov(field(l_.jit_lin), x86::rsi);
+        a_.mov(x86::r12, x86::rax);  // the next block's entry RIP
+        a_.add(x86::r9, int32_t(body_offset_));
+        a_.jmp(x86::r9);
+        a_.bind(ret);
+        a_.mov(x86::eax, b_.n);
+        a_.jmp(done_);
+    }
+
     // A near JMP/Jcc with an immediate target ending the block, in 64-bit mode: RIP becomes the
     // target or the next instruction and the block returns. The condition comes straight from the
     // host flags when the instruction before was a native register ALU operation (flags_live: its
@@ -266,8 +387,12 @@ private:
         a_.bind(out);
         a_.mov(field(l_.rip), x86::rax);
         a_.add(field(l_.icount), pending_ + 1);
-        a_.mov(x86::eax, b_.n);
-        a_.jmp(done_);
+        if (chainable()) {
+            a_.jmp(chain_);
+        } else {
+            a_.mov(x86::eax, b_.n);
+            a_.jmp(done_);
+        }
         a_.bind(slow);
         call(i);
         a_.mov(x86::eax, b_.n);
@@ -495,7 +620,9 @@ private:
     x86::Assembler& a_;
     const Layout& l_;
     const cpu::Block& b_;
-    Label done_;
+    const uint64_t* generation_;
+    uint64_t body_offset_;
+    Label done_, chain_, body_;
     std::vector<Exit> exits_;
     std::vector<Slow> slows_;
     uint32_t k_ = 0, off_ = 0;  // the instruction being emitted, its byte offset in the block
@@ -507,11 +634,15 @@ private:
 class Translator final : public cpu::BlockTranslator {
 public:
     cpu::HostCode translate(cpu::Cpu& c, const cpu::Block& b) override {
-        const Layout l(c);
+        const Layout l(c, b);
         asmjit::CodeHolder code;
         code.init(rt_.environment());
         x86::Assembler a(&code);
-        BlockEmitter(a, l, b).emit();
+        BlockEmitter e(a, l, b, c.code().generation_address(), body_offset_);
+        e.emit();
+        // Chained entries jump body_offset_ bytes into a block's code: every prologue must be that
+        // long (it is: the same instructions with the same operands).
+        if (code.labelOffset(e.body()) != body_offset_) return nullptr;
         cpu::HostCode fn = nullptr;
         if (rt_.add(&fn, &code) != asmjit::kErrorOk) return nullptr;  // out of memory: interpret
         return fn;
@@ -521,6 +652,9 @@ public:
 
 private:
     asmjit::JitRuntime rt_;
+    // push rbx; push r12; sub rsp, 8; mov rbx, rdi; mov r12, [rbx + rip] (disp32, as rip's offset
+    // in Cpu is beyond disp8's range; checked at each translation).
+    static constexpr uint64_t body_offset_ = 1 + 2 + 4 + 3 + 7;
 };
 
 }  // namespace

@@ -228,6 +228,41 @@ TEST_CASE("jit: host code is used: the loop block is translated and the default 
     }
 }
 
+TEST_CASE("jit: host code chains from block to block without the run loop" * doctest::skip(kNoJit)) {
+    // A loop of two blocks (a Jcc in the middle): once both have host code and are linked, the run
+    // loop enters host code a handful of times, not once per block. A call/return pair chains too.
+    auto code = assemble([&](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        Xbyak::Label top, skip, fn;
+        g.mov(ecx, 1000);
+        g.xor_(eax, eax);
+        g.xor_(edx, edx);
+        g.L(top);
+        g.add(rax, rcx);
+        g.test(ecx, 1);
+        g.jz(skip);
+        g.add(rdx, 1);
+        g.L(skip);
+        g.call(fn);
+        g.sub(ecx, 1);
+        g.jnz(top);
+        g.hlt();
+        g.L(fn);
+        g.add(rdx, 2);
+        g.ret();
+    });
+    Pair p(code);
+    p.run(100000);
+    REQUIRE(p.rj == StopReason::Halt);
+    Cpu& c = p.jit.cpu();
+    CHECK(c.s.gpr[RAX] == 500500);
+    CHECK(c.s.gpr[RDX] == 500 + 2000);
+    // About 5 blocks per iteration, 1000 iterations: without chaining, thousands of entries.
+    CHECK(c.host_entries < 100);
+    CHECK(p.ref.cpu().host_entries == 0);
+    p.same("after the loop");
+}
+
 // ---- 2. faults in the middle of a translated block -----------------------------------------------
 
 TEST_CASE("jit: #PF from a native load mid-block: RIP, CR2, retired count, earlier native results" *
