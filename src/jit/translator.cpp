@@ -146,6 +146,23 @@ public:
             a_.mov(x86::eax, e.count);
             a_.jmp(done_);
         }
+        for (const Overflow& o : overflows_) {
+            // IMUL overflowed: rdx = the product (at its width); RFLAGS = CF OF and SF ZF PF of it.
+            a_.bind(o.at);
+            if (o.w == 2) a_.movzx(x86::edx, x86::dx);
+            if (o.w == 4) a_.mov(x86::edx, x86::edx);
+            a_.test(sized(x86::rdx, o.w), sized(x86::rdx, o.w));
+            a_.lahf();  // AH = SF ZF 0 AF 0 PF 1 CF (after TEST: CF = AF = 0)
+            a_.movzx(x86::ecx, x86::ah);
+            a_.and_(x86::ecx, int32_t(cpu::fl::SF | cpu::fl::ZF | cpu::fl::PF));
+            a_.or_(x86::ecx, int32_t(cpu::fl::CF | cpu::fl::OF));
+            a_.mov(x86::rax, field(l_.rflags));
+            a_.and_(x86::rax, int32_t(~uint32_t(cpu::fl::kArith)));
+            a_.or_(x86::rax, x86::rcx);
+            a_.mov(field(l_.rflags), x86::rax);
+            a_.mov(x86::byte_ptr(x86::rbx, l_.lf_meta), uint32_t(cpu::FlagOp::None));
+            a_.jmp(o.after);
+        }
         for (const Slow& s : slows_) {
             // The memory form missed the TLB's hit path: its handler does the access (or raises
             // the fault) with the state exactly as before the instruction. The handler retires it;
@@ -171,6 +188,10 @@ private:
     struct Exit {
         Label at;
         uint32_t count;  // instructions run
+    };
+    struct Overflow {
+        Label at, after;
+        unsigned w;
     };
     struct Slow {
         Label at, back;
@@ -239,6 +260,11 @@ private:
     Label access(const Insn& i, bool write, unsigned size) {
         effective_address(i);
         if (i.seg != cpu::kSegFlat) a_.add(x86::rax, field(l_.seg_base[i.seg]));  // FS, GS
+        return tlb(i, write, size);
+    }
+    // The same for the linear address already in rax (implicit stack accesses: 64-bit mode has no
+    // SS base; a non-canonical stack address misses the TLB, and the handler raises #SS).
+    Label tlb(const Insn& i, bool write, unsigned size) {
         Slow s{a_.newLabel(), a_.newLabel(), &i, k_, off_, pending_};
         a_.mov(x86::rcx, x86::rax);
         a_.shr(x86::rcx, 12);
@@ -355,11 +381,26 @@ private:
             default: break;
         }
         const bool jmp = i.mnemonic == ZYDIS_MNEMONIC_JMP;
-        if ((!jcc && !jmp) || i.kind[0] != cpu::kOpImm || b_.mode != cpu::Mode::Long64 || i.osz == 2 ||
-            (i.prefix & cpu::pfx::kOpsize))
-            return false;
+        const bool is_call = i.mnemonic == ZYDIS_MNEMONIC_CALL, is_ret = i.mnemonic == ZYDIS_MNEMONIC_RET;
+        if (b_.mode != cpu::Mode::Long64 || i.osz != 8 || (i.prefix & cpu::pfx::kOpsize)) return false;
+        if (is_ret && i.kind[0] != cpu::kOpNone && i.kind[0] != cpu::kOpImm) return false;
+        if ((jcc || jmp || is_call) && i.kind[0] != cpu::kOpImm) return false;
+        if (!jcc && !jmp && !is_call && !is_ret) return false;
         const uint32_t next = off_ + i.len;
         Label taken = a_.newLabel(), slow = a_.newLabel(), out = a_.newLabel();
+        if (is_ret) {
+            // target = [RSP] (the handler on a TLB miss: it then did the whole RET); RSP += 8 + imm16
+            // once the target is known to be canonical.
+            a_.mov(x86::rax, gpr(cpu::RSP));
+            Label done_by_handler = tlb(i, false, 8);
+            a_.mov(x86::rax, x86::qword_ptr(x86::rax));
+            canonical_or(slow);
+            a_.add(gpr(cpu::RSP), int32_t(8 + uint16_t(i.imm)));
+            a_.jmp(out);
+            a_.bind(done_by_handler);
+            a_.mov(x86::rax, field(l_.rip));
+            a_.jmp(out);
+        }
         if (jcc) {
             const unsigned cc = i.aux & 15;
             if (flags_live) {
@@ -375,15 +416,27 @@ private:
             a_.lea(x86::rax, x86::ptr(x86::r12, int32_t(next)));
             a_.jmp(out);
         }
-        a_.bind(taken);
-        a_.mov(x86::rax, x86::r12);
-        a_.add(x86::rax, int32_t(next));
-        a_.add(x86::rax, int32_t(int64_t(i.imm)));
-        a_.mov(x86::rcx, x86::rax);  // canonical with 48-bit addresses (else: the handler decides)
-        a_.shl(x86::rcx, 16);
-        a_.sar(x86::rcx, 16);
-        a_.cmp(x86::rcx, x86::rax);
-        a_.jne(slow);
+        if (!is_ret) {
+            a_.bind(taken);
+            a_.mov(x86::rax, x86::r12);
+            a_.add(x86::rax, int32_t(next));
+            a_.add(x86::rax, int32_t(int64_t(i.imm)));
+            canonical_or(slow);
+        }
+        if (is_call) {
+            // Push the return address (the handler on a TLB miss: it then did the whole CALL).
+            a_.mov(x86::r9, x86::rax);
+            a_.mov(x86::rax, gpr(cpu::RSP));
+            a_.sub(x86::rax, 8);
+            Label done_by_handler = tlb(i, true, 8);
+            a_.lea(x86::rcx, x86::ptr(x86::r12, int32_t(next)));
+            a_.mov(x86::qword_ptr(x86::rax), x86::rcx);
+            a_.sub(gpr(cpu::RSP), 8);
+            a_.mov(x86::rax, x86::r9);
+            a_.jmp(out);
+            a_.bind(done_by_handler);
+            a_.mov(x86::rax, field(l_.rip));
+        }
         a_.bind(out);
         a_.mov(field(l_.rip), x86::rax);
         a_.add(field(l_.icount), pending_ + 1);
@@ -400,12 +453,25 @@ private:
         return true;
     }
     static bool cond_thunk(const cpu::Cpu* c, unsigned cc) { return c->cond(cc); }
+    // Jump to `not_canonical` unless rax is canonical with 48-bit addresses (with LA57 the handler
+    // then decides: it checks 57 bits).
+    void canonical_or(Label not_canonical) {
+        a_.mov(x86::rcx, x86::rax);
+        a_.shl(x86::rcx, 16);
+        a_.sar(x86::rcx, 16);
+        a_.cmp(x86::rcx, x86::rax);
+        a_.jne(not_canonical);
+    }
 
     // Emit instruction i natively; false if it has no native form (nothing emitted then).
     bool native(const Insn& i) {
         const unsigned w = i.osz;
         if (!(i.info & cpu::info::kGprOnly) || (i.prefix & cpu::pfx::kLock) || (w != 1 && w != 2 && w != 4 && w != 8))
             return false;
+        if ((i.mnemonic == ZYDIS_MNEMONIC_PUSH || i.mnemonic == ZYDIS_MNEMONIC_POP) && w == 8 &&
+            b_.mode == cpu::Mode::Long64 && i.kind[1] == cpu::kOpNone)
+            return push_pop(i);
+        if (i.mnemonic == ZYDIS_MNEMONIC_IMUL && w >= 2) return imul(i);
         const bool two = i.kind[0] != cpu::kOpNone && i.kind[1] != cpu::kOpNone && i.kind[2] == cpu::kOpNone;
         if (!two) return false;
         const bool rr = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpReg;
@@ -528,6 +594,73 @@ private:
         return true;
     }
 
+    // PUSH r64/imm and POP r64 in 64-bit mode (ops/stack.cpp): the access first, RSP after it (POP
+    // RSP loads the popped value: RSP is written before the destination).
+    bool push_pop(const Insn& i) {
+        const bool push = i.mnemonic == ZYDIS_MNEMONIC_PUSH;
+        if (push ? (i.kind[0] != cpu::kOpReg && i.kind[0] != cpu::kOpImm) : i.kind[0] != cpu::kOpReg) return false;
+        a_.mov(x86::rax, gpr(cpu::RSP));
+        if (push) {
+            a_.sub(x86::rax, 8);
+            Label back = tlb(i, true, 8);
+            if (i.kind[0] == cpu::kOpReg)
+                a_.mov(x86::rcx, gpr(i.reg[0]));  // (PUSH RSP pushes the old value)
+            else
+                a_.mov(x86::rcx, i.imm);
+            a_.mov(x86::qword_ptr(x86::rax), x86::rcx);
+            a_.sub(gpr(cpu::RSP), 8);
+            a_.bind(back);
+        } else {
+            Label back = tlb(i, false, 8);
+            a_.mov(x86::rcx, x86::qword_ptr(x86::rax));
+            a_.add(gpr(cpu::RSP), 8);
+            a_.mov(gpr(i.reg[0]), x86::rcx);
+            a_.bind(back);
+        }
+        return true;
+    }
+
+    // IMUL r, r/m and IMUL r, r/m, imm (ops/muldiv.cpp): the truncated product. Without overflow the
+    // flags are lazy Logic of the product, as the interpreter leaves them; with overflow (out of
+    // line) CF = OF = 1 and SF/ZF/PF from the product, AF = 0, straight to RFLAGS.
+    bool imul(const Insn& i) {
+        const unsigned w = i.osz;
+        const bool three = i.kind[2] == cpu::kOpImm;
+        if (i.kind[0] != cpu::kOpReg || (i.kind[1] != cpu::kOpReg && i.kind[1] != cpu::kOpMem) ||
+            (!three && i.kind[2] != cpu::kOpNone))
+            return false;
+        const bool mem = i.kind[1] == cpu::kOpMem;
+        if (mem && (b_.mode != cpu::Mode::Long64 || i.asz == 2 || i.msz != w)) return false;
+        Label back;
+        if (mem) {
+            back = access(i, false, w);
+            load_mem(x86::rcx, w);
+        } else {
+            load(x86::rcx, i.reg[1], w);
+        }
+        if (three)
+            a_.mov(x86::rdx, masked(i.imm, w));
+        else
+            load(x86::rdx, i.reg[0], w);
+        const x86::Gp res = sized(x86::rdx, w);
+        a_.imul(res, sized(x86::rcx, w));
+        Label overflow = a_.newLabel(), after = a_.newLabel();
+        a_.jo(overflow);
+        if (w == 2) a_.movzx(x86::edx, x86::dx);
+        if (w == 4) a_.mov(x86::edx, x86::edx);
+        a_.mov(field(l_.lf_a), x86::rdx);
+        a_.mov(field(l_.lf_b), x86::rdx);
+        a_.mov(field(l_.lf_res), x86::rdx);
+        a_.mov(x86::dword_ptr(x86::rbx, l_.lf_meta), uint32_t(cpu::FlagOp::Logic) | uint32_t(w) << 8);
+        a_.bind(after);
+        store(i.reg[0], x86::rdx, w);
+        if (mem) a_.bind(back);
+        // The overflow path, out of line.
+        Overflow o{overflow, after, w};
+        overflows_.push_back(o);
+        return true;
+    }
+
     // SHL/SHR/SAR of a register by an immediate count (ops/shift.cpp): the host shift gives the
     // result, CF, PF, ZF and SF; OF is the interpreter's (SHL: MSB != CF; SHR: the result's two
     // top bits differ; SAR: 0) and AF is set, as the interpreter leaves the undefined flags.
@@ -625,6 +758,7 @@ private:
     Label done_, chain_, body_;
     std::vector<Exit> exits_;
     std::vector<Slow> slows_;
+    std::vector<Overflow> overflows_;
     uint32_t k_ = 0, off_ = 0;  // the instruction being emitted, its byte offset in the block
     uint32_t pending_ = 0;      // native instructions since icount was last written
     bool rip_stale_ = false;    // s.rip is behind (native instructions ran since it was written)
