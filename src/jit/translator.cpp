@@ -21,8 +21,13 @@
 // once the block is in the code cache, and its host code is freed with it (Block::~Block).
 #include <Zydis/Zydis.h>
 #include <asmjit/x86.h>
+#include <fmt/format.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "cpu/cpu.h"
@@ -116,6 +121,7 @@ public:
         for (k_ = 0; k_ < b_.n; k_++) {
             const Insn& i = b_.insns[k_];
             const bool flags_live = flags_live_;
+            flags_live_before_ = flags_live;
             flags_live_ = false;
             if (k_ + 1 == b_.n && branch(i, flags_live)) break;  // returns from the block itself
             if (native(i)) {
@@ -228,7 +234,14 @@ private:
     void call(const Insn& i) {
         sync();
         handler(i, off_);
+        called_.push_back(i.mnemonic);
     }
+
+public:
+    // The mnemonics of the instructions that call their handler (for the perf map).
+    const std::vector<uint16_t>& called() const { return called_; }
+
+private:
     void exit_if_requested(uint32_t count) {
         Exit e{a_.newLabel(), count};
         a_.cmp(x86::byte_ptr(x86::rbx, l_.exit_request), 0);
@@ -447,7 +460,8 @@ private:
             a_.jmp(done_);
         }
         a_.bind(slow);
-        call(i);
+        sync();
+        handler(i, off_);  // (raises #GP: a non-canonical target)
         a_.mov(x86::eax, b_.n);
         a_.jmp(done_);
         return true;
@@ -472,6 +486,9 @@ private:
             b_.mode == cpu::Mode::Long64 && i.kind[1] == cpu::kOpNone)
             return push_pop(i);
         if (i.mnemonic == ZYDIS_MNEMONIC_IMUL && w >= 2) return imul(i);
+        if (i.mnemonic >= ZYDIS_MNEMONIC_CMOVB && i.mnemonic <= ZYDIS_MNEMONIC_CMOVZ) return cmov(i);
+        if (i.mnemonic >= ZYDIS_MNEMONIC_SETB && i.mnemonic <= ZYDIS_MNEMONIC_SETZ && i.mnemonic != ZYDIS_MNEMONIC_SETSSBSY)
+            return setcc(i);
         const bool two = i.kind[0] != cpu::kOpNone && i.kind[1] != cpu::kOpNone && i.kind[2] == cpu::kOpNone;
         if (!two) return false;
         const bool rr = i.kind[0] == cpu::kOpReg && i.kind[1] == cpu::kOpReg;
@@ -511,6 +528,18 @@ private:
             case ZYDIS_MNEMONIC_MOVZX:
             case ZYDIS_MNEMONIC_MOVSX:
             case ZYDIS_MNEMONIC_MOVSXD: {
+                if (rr && (i.aux == 1 || i.aux == 2 || i.aux == 4) && i.aux < w) {
+                    // Register source of aux bytes (the selector's; AH..BH included).
+                    const unsigned sw = i.aux;
+                    const bool sx = i.mnemonic != ZYDIS_MNEMONIC_MOVZX;
+                    load(x86::rax, i.reg[1], sw);
+                    if (sx && sw == 4)
+                        a_.movsxd(x86::rax, x86::eax);
+                    else if (sx)
+                        a_.movsx(x86::rax, sized(x86::rax, sw));
+                    store(i.reg[0], x86::rax, w);
+                    return true;
+                }
                 if (!rm || !mem_ok || (i.msz != 1 && i.msz != 2 && i.msz != 4) || i.msz >= w) return false;
                 Label back = access(i, false, i.msz);
                 const bool sx = i.mnemonic != ZYDIS_MNEMONIC_MOVZX;
@@ -591,6 +620,67 @@ private:
         else if (write)
             store(i.reg[0], x86::rdx, w);
         if (mem) a_.bind(back);
+        return true;
+    }
+
+    // The guest condition cc into the host flags' form for a host jcc/cmovcc/setcc: with the host
+    // flags live (the guest's, from the last instruction), nothing to do: returns the condition to
+    // use; otherwise Cpu::cond is called and its result left in [rsp] (the frame's spare slot):
+    // the condition to use is then "not equal" after comparing that byte with 0 (done by the caller
+    // right before use, as loads in between may change the host flags).
+    bool cond_in_slot(unsigned cc, bool flags_live) {
+        if (flags_live) return false;
+        a_.mov(x86::rdi, x86::rbx);
+        a_.mov(x86::esi, cc);
+        a_.mov(x86::rax, reinterpret_cast<uint64_t>(&cond_thunk));
+        a_.call(x86::rax);
+        a_.mov(x86::byte_ptr(x86::rsp), x86::al);
+        return true;
+    }
+
+    // CMOVcc r, r/m (ops/data.cpp): a memory source is read whatever the condition; a 32-bit
+    // destination is zero-extended either way. Flags are not written (still live if they were).
+    bool cmov(const Insn& i) {
+        const unsigned w = i.osz;
+        if (w < 2 || i.kind[0] != cpu::kOpReg || i.kind[2] != cpu::kOpNone) return false;
+        const bool mem = i.kind[1] == cpu::kOpMem;
+        if (!mem && i.kind[1] != cpu::kOpReg) return false;
+        if (mem && (b_.mode != cpu::Mode::Long64 || i.asz == 2 || i.msz != w)) return false;
+        // (A memory source's TLB check changes the host flags before the CMOV: the lazy flags then.)
+        const bool live = flags_live_before_ && !mem;
+        const bool slot = cond_in_slot(i.aux & 15, live);
+        Label back;
+        if (mem) {
+            back = access(i, false, w);
+            load_mem(x86::rcx, w);
+        } else {
+            load(x86::rcx, i.reg[1], w);
+        }
+        load(x86::rax, i.reg[0], w);
+        x86::CondCode cc = x86::CondCode(i.aux & 15);
+        if (slot) {
+            a_.cmp(x86::byte_ptr(x86::rsp), 0);
+            cc = x86::CondCode::kNE;
+        }
+        a_.cmov(cc, sized(x86::rax, w < 4 ? 4 : w), sized(x86::rcx, w < 4 ? 4 : w));
+        store(i.reg[0], x86::rax, w);
+        if (mem) a_.bind(back);
+        flags_live_ = live && !mem;
+        return true;
+    }
+
+    // SETcc r8 (ops/data.cpp). Flags are not written (still live if they were).
+    bool setcc(const Insn& i) {
+        if (i.kind[0] != cpu::kOpReg || i.kind[1] != cpu::kOpNone) return false;
+        const bool live = flags_live_before_;
+        x86::CondCode cc = x86::CondCode(i.aux & 15);
+        if (cond_in_slot(i.aux & 15, live)) {
+            a_.cmp(x86::byte_ptr(x86::rsp), 0);
+            cc = x86::CondCode::kNE;
+        }
+        a_.set(cc, x86::al);
+        a_.mov(greg(i.reg[0], 1), x86::al);
+        flags_live_ = live;
         return true;
     }
 
@@ -759,10 +849,12 @@ private:
     std::vector<Exit> exits_;
     std::vector<Slow> slows_;
     std::vector<Overflow> overflows_;
+    std::vector<uint16_t> called_;
     uint32_t k_ = 0, off_ = 0;  // the instruction being emitted, its byte offset in the block
     uint32_t pending_ = 0;      // native instructions since icount was last written
     bool rip_stale_ = false;    // s.rip is behind (native instructions ran since it was written)
     bool flags_live_ = false;   // the host flags are the guest's (set by the last instruction)
+    bool flags_live_before_ = false;  // flags_live_ before the instruction being emitted
 };
 
 class Translator final : public cpu::BlockTranslator {
@@ -779,13 +871,34 @@ public:
         if (code.labelOffset(e.body()) != body_offset_) return nullptr;
         cpu::HostCode fn = nullptr;
         if (rt_.add(&fn, &code) != asmjit::kErrorOk) return nullptr;  // out of memory: interpret
+        if (perf_map_) {
+            // For `perf report`: the block's guest address, its length and the mnemonics it still
+            // calls handlers for (what to make native next).
+            std::string name = fmt::format("m86:{:#x}/{}", b.lin, b.n);
+            for (uint16_t m : e.called()) name += fmt::format(" {}", ZydisMnemonicGetString(ZydisMnemonic(m)));
+            fmt::print(perf_map_, "{:x} {:x} {}\n", reinterpret_cast<uintptr_t>(fn), code.codeSize(), name);
+            std::fflush(perf_map_);
+        }
         return fn;
     }
+
+    Translator() {
+        // M86_PERF_MAP=1: describe host code in /tmp/perf-PID.map, the file perf(1) reads symbols
+        // of JIT code from.
+        if (const char* v = std::getenv("M86_PERF_MAP"); v && *v && *v != '0')
+            perf_map_ = std::fopen(fmt::format("/tmp/perf-{}.map", getpid()).c_str(), "a");
+    }
+    ~Translator() override {
+        if (perf_map_) std::fclose(perf_map_);
+    }
+    Translator(const Translator&) = delete;
+    Translator& operator=(const Translator&) = delete;
 
     void release(cpu::HostCode fn) override { rt_.release(fn); }
 
 private:
     asmjit::JitRuntime rt_;
+    std::FILE* perf_map_ = nullptr;
     // push rbx; push r12; sub rsp, 8; mov rbx, rdi; mov r12, [rbx + rip] (disp32, as rip's offset
     // in Cpu is beyond disp8's range; checked at each translation).
     static constexpr uint64_t body_offset_ = 1 + 2 + 4 + 3 + 7;

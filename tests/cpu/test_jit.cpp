@@ -263,6 +263,46 @@ TEST_CASE("jit: host code chains from block to block without the run loop" * doc
     p.same("after the loop");
 }
 
+TEST_CASE("jit: CMOVcc and SETcc for all 16 conditions, after native and called flag producers" *
+          doctest::skip(kNoJit)) {
+    // After a native CMP the host flags are used directly; after a called producer (ADC), after a
+    // native memory-form CMP, and for a memory source (its TLB check changes the host flags) the
+    // condition comes from the lazy flags. Each against the interpreter.
+    const uint64_t pairs[][2] = {{0, 0}, {1, 2}, {2, 1}, {0x8000000000000000ull, 1}, {1, 0x8000000000000000ull},
+                                 {0x7fffffffffffffffull, ~0ull}, {~0ull, 0x7fffffffffffffffull}, {5, 5}};
+    for (int producer = 0; producer < 3; producer++) {
+        for (unsigned cc = 0; cc < 16; cc++) {
+            for (const auto& pr : pairs) {
+                INFO("producer " << producer << " cc " << cc << " a " << pr[0] << " b " << pr[1]);
+                auto code = assemble([&](Xbyak::CodeGenerator& g) {
+                    using namespace Xbyak::util;
+                    g.mov(rdi, pr[0]);
+                    g.mov(rsi, pr[1]);
+                    g.mov(rbx, 0x1111);
+                    g.mov(rdx, 0x2222);
+                    g.mov(eax, 0xffffff);
+                    g.mov(r8d, uint32_t(kData));
+                    g.mov(qword[r8], rsi);
+                    g.mov(r9, qword[r8]);  // (fills the read TLB: the CMOV below takes the hit path)
+                    if (producer == 0) g.cmp(rdi, rsi);
+                    if (producer == 1) g.adc(rdi, rsi);
+                    if (producer == 2) g.cmp(rdi, qword[r8]);
+                    g.db(0x0f), g.db(0x90 + cc), g.db(0xc0);              // setcc al
+                    g.db(0x48), g.db(0x0f), g.db(0x40 + cc), g.db(0xda);  // cmovcc rbx, rdx
+                    g.db(0x0f), g.db(0x40 + cc), g.db(0xca);              // cmovcc ecx, edx
+                    g.db(0x49), g.db(0x0f), g.db(0x40 + cc), g.db(0x28);  // cmovcc rbp, [r8]
+                    g.hlt();
+                });
+                Pair p(code);
+                p.run(100);
+                CHECK(p.rj == StopReason::Halt);
+                CHECK(p.has_host(kCode));
+                p.same("after setcc/cmovcc");
+            }
+        }
+    }
+}
+
 // ---- 2. faults in the middle of a translated block -----------------------------------------------
 
 TEST_CASE("jit: #PF from a native load mid-block: RIP, CR2, retired count, earlier native results" *

@@ -82,6 +82,7 @@ template <bool Sx, uint8_t SK> Handler movx_for(unsigned w, unsigned sw) {
 template <bool Sx> Handler select_movx(const DecodeCtx& d) {
     unsigned w = d.insn.osz, sw = d.ops[1].size / 8;
     if (w < 2) return nullptr;
+    d.insn.aux = uint16_t(sw);  // the source size (for the JIT; memory sources also have msz)
     return d.insn.kind[1] == kOpReg ? movx_for<Sx, kOpReg>(w, sw) : movx_for<Sx, kOpMem>(w, sw);
 }
 
