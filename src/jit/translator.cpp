@@ -638,6 +638,18 @@ private:
         return true;
     }
 
+    // rcx = operand 1 of width w, zero-extended: a register, or memory through the TLB. For memory,
+    // returns the label the slow path comes back to (bind it after the instruction).
+    Label load_source(const Insn& i, unsigned w) {
+        if (i.kind[1] != cpu::kOpMem) {
+            load(x86::rcx, i.reg[1], w);
+            return Label();
+        }
+        Label back = access(i, false, w);
+        load_mem(x86::rcx, w);
+        return back;
+    }
+
     // CMOVcc r, r/m (ops/data.cpp): a memory source is read whatever the condition; a 32-bit
     // destination is zero-extended either way. Flags are not written (still live if they were).
     bool cmov(const Insn& i) {
@@ -649,13 +661,7 @@ private:
         // (A memory source's TLB check changes the host flags before the CMOV: the lazy flags then.)
         const bool live = flags_live_before_ && !mem;
         const bool slot = cond_in_slot(i.aux & 15, live);
-        Label back;
-        if (mem) {
-            back = access(i, false, w);
-            load_mem(x86::rcx, w);
-        } else {
-            load(x86::rcx, i.reg[1], w);
-        }
+        const Label back = load_source(i, w);
         load(x86::rax, i.reg[0], w);
         x86::CondCode cc = x86::CondCode(i.aux & 15);
         if (slot) {
@@ -721,13 +727,7 @@ private:
             return false;
         const bool mem = i.kind[1] == cpu::kOpMem;
         if (mem && (b_.mode != cpu::Mode::Long64 || i.asz == 2 || i.msz != w)) return false;
-        Label back;
-        if (mem) {
-            back = access(i, false, w);
-            load_mem(x86::rcx, w);
-        } else {
-            load(x86::rcx, i.reg[1], w);
-        }
+        const Label back = load_source(i, w);
         if (three)
             a_.mov(x86::rdx, masked(i.imm, w));
         else
