@@ -61,6 +61,9 @@ SCENARIOS = {
     # Direct boot into the 64-bit entry, no firmware (micro86's --direct-boot).
     "direct": {"args": ["--direct-boot"], "append": "", "cpus": 1,
                "reject": ["ACPI NVS"], "expect": ["found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]"]},
+    # The interpreter alone (every other scenario runs hot code through the JIT): the reference
+    # semantics must boot Linux too, with two CPUs.
+    "nojit": {"args": ["--no-jit", "-smp", "2"], "append": "", "cpus": 2},
 }
 
 
