@@ -43,6 +43,11 @@ using cpu::Insn;
 // Offsets of the Cpu and Block fields host code touches, read from a live Cpu and Block (the layout
 // is the same for every one; offsetof is not defined for classes like these). A friend of Cpu: host
 // code chaining to the next block does the run loop's checks.
+// Byte offset of `field` inside the object at `base`.
+inline int32_t offset_in(const void* base, const void* field) {
+    return int32_t(static_cast<const char*>(field) - static_cast<const char*>(base));
+}
+
 struct Layout {
     int32_t rip, next_rip, icount, exit_request, gpr, rflags, lf_res, lf_a, lf_b, lf_meta, tlb_r, tlb_w, tlb_ctx;
     int32_t seg_base[cpu::kNumSegs];
@@ -50,9 +55,7 @@ struct Layout {
     int32_t pending, trap_mask, step_armed, code_gen, link_epoch, slice_end, jit_block, jit_lin;
     int32_t block_link, block_host, block_n, link_size, link_tag, link_gen, link_to;
     explicit Layout(cpu::Cpu& c, const cpu::Block& b) {
-        auto off = [&c](const void* field) {
-            return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&c));
-        };
+        auto off = [&c](const void* field) { return offset_in(&c, field); };
         rip = off(&c.s.rip);
         next_rip = off(&c.next_rip);
         icount = off(&c.icount);
@@ -75,19 +78,13 @@ struct Layout {
         slice_end = off(&c.slice_end_);
         jit_block = off(&c.jit_block_);
         jit_lin = off(&c.jit_lin_);
-        auto boff = [&b](const void* field) {
-            return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&b));
-        };
-        block_link = boff(&b.link[0]);
-        block_host = boff(&b.host);
-        block_n = boff(&b.n);
+        block_link = offset_in(&b, &b.link[0]);
+        block_host = offset_in(&b, &b.host);
+        block_n = offset_in(&b, &b.n);
         link_size = int32_t(sizeof(cpu::BlockLink));
-        auto loff = [&b](const void* field) {
-            return int32_t(static_cast<const char*>(field) - reinterpret_cast<const char*>(&b.link[0]));
-        };
-        link_tag = loff(&b.link[0].tag);
-        link_gen = loff(&b.link[0].gen);
-        link_to = loff(&b.link[0].to);
+        link_tag = offset_in(&b.link[0], &b.link[0].tag);
+        link_gen = offset_in(&b.link[0], &b.link[0].gen);
+        link_to = offset_in(&b.link[0], &b.link[0].to);
     }
 };
 static_assert(sizeof(std::atomic<uint32_t>) == 4 && sizeof(bool) == 1);
@@ -162,11 +159,7 @@ public:
             a_.movzx(x86::ecx, x86::ah);
             a_.and_(x86::ecx, int32_t(cpu::fl::SF | cpu::fl::ZF | cpu::fl::PF));
             a_.or_(x86::ecx, int32_t(cpu::fl::CF | cpu::fl::OF));
-            a_.mov(x86::rax, field(l_.rflags));
-            a_.and_(x86::rax, int32_t(~uint32_t(cpu::fl::kArith)));
-            a_.or_(x86::rax, x86::rcx);
-            a_.mov(field(l_.rflags), x86::rax);
-            a_.mov(x86::byte_ptr(x86::rbx, l_.lf_meta), uint32_t(cpu::FlagOp::None));
+            set_status();
             a_.jmp(o.after);
         }
         for (const Slow& s : slows_) {
@@ -225,8 +218,7 @@ private:
         a_.mov(field(l_.next_rip), x86::rax);
         a_.mov(x86::rdi, x86::rbx);
         a_.mov(x86::rsi, reinterpret_cast<uint64_t>(&i));
-        a_.mov(x86::rax, reinterpret_cast<uint64_t>(i.fn));
-        a_.call(x86::rax);
+        call_host(reinterpret_cast<const void*>(i.fn));
         a_.mov(x86::rax, field(l_.next_rip));
         a_.mov(field(l_.rip), x86::rax);
         a_.add(field(l_.icount), 1);
@@ -419,10 +411,7 @@ private:
             if (flags_live) {
                 a_.j(x86::CondCode(cc), taken);  // guest and host condition codes are the same
             } else {
-                a_.mov(x86::rdi, x86::rbx);
-                a_.mov(x86::esi, cc);
-                a_.mov(x86::rax, reinterpret_cast<uint64_t>(&cond_thunk));
-                a_.call(x86::rax);
+                call_cond(cc);
                 a_.test(x86::al, x86::al);
                 a_.jnz(taken);
             }
@@ -467,6 +456,26 @@ private:
         return true;
     }
     static bool cond_thunk(const cpu::Cpu* c, unsigned cc) { return c->cond(cc); }
+    // al = guest condition cc from the lazy flags (Cpu::cond). Clobbers the caller-saved registers.
+    void call_cond(unsigned cc) {
+        a_.mov(x86::rdi, x86::rbx);
+        a_.mov(x86::esi, cc);
+        call_host(reinterpret_cast<const void*>(&cond_thunk));
+    }
+    // Call a host function (arguments already in rdi, rsi): one call site with a fixed target.
+    void call_host(const void* fn) {
+        a_.mov(x86::rax, reinterpret_cast<uint64_t>(fn));
+        a_.call(x86::rax);
+    }
+    // RFLAGS' status flags = ecx, the lazy flags none (ops/shift.cpp set_status: flags computed
+    // eagerly replace whatever was pending).
+    void set_status() {
+        a_.mov(x86::rax, field(l_.rflags));
+        a_.and_(x86::rax, int32_t(~uint32_t(cpu::fl::kArith)));
+        a_.or_(x86::rax, x86::rcx);
+        a_.mov(field(l_.rflags), x86::rax);
+        a_.mov(x86::byte_ptr(x86::rbx, l_.lf_meta), uint32_t(cpu::FlagOp::None));
+    }
     // Jump to `not_canonical` unless rax is canonical with 48-bit addresses (with LA57 the handler
     // then decides: it checks 57 bits).
     void canonical_or(Label not_canonical) {
@@ -630,10 +639,7 @@ private:
     // right before use, as loads in between may change the host flags).
     bool cond_in_slot(unsigned cc, bool flags_live) {
         if (flags_live) return false;
-        a_.mov(x86::rdi, x86::rbx);
-        a_.mov(x86::esi, cc);
-        a_.mov(x86::rax, reinterpret_cast<uint64_t>(&cond_thunk));
-        a_.call(x86::rax);
+        call_cond(cc);
         a_.mov(x86::byte_ptr(x86::rsp), x86::al);
         return true;
     }
@@ -793,11 +799,7 @@ private:
             a_.or_(x86::ecx, x86::eax);
         }
         store(i.reg[0], x86::rdx, w);
-        a_.mov(x86::rax, field(l_.rflags));
-        a_.and_(x86::rax, int32_t(~uint32_t(cpu::fl::kArith)));
-        a_.or_(x86::rax, x86::rcx);
-        a_.mov(field(l_.rflags), x86::rax);
-        a_.mov(x86::byte_ptr(x86::rbx, l_.lf_meta), uint32_t(cpu::FlagOp::None));
+        set_status();
         return true;
     }
 
