@@ -38,5 +38,7 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "micro86: {}\n", error);
         return 1;
     }
-    return vm->run();
+    int status = vm->run();
+    if (cfg->stats) vm->print_stats();
+    return status;
 }

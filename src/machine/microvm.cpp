@@ -569,10 +569,25 @@ void Microvm::poll_input() {
     if (serial_host_->quit_requested()) quit_ = true;
 }
 
+void Microvm::print_stats() const {
+    uint64_t insns = 0;
+    for (const auto& v : vcpus_) insns += v->cpu->icount;
+    fmt::print(stderr, "micro86 stats: {} instructions retired on {} vCPU(s)\n", insns, vcpus_.size());
+    fmt::print(stderr, "  run loop: {} passes, {} idle waits, {} idle waits skipped for a pending wake-up\n",
+               stats_.passes, stats_.idle_waits, stats_.idle_skipped);
+}
+
+bool Microvm::wake_pending() const {
+    for (const auto& v : vcpus_)
+        if (v->cpu->wake_pending()) return true;
+    return false;
+}
+
 int Microvm::run() {
     constexpr uint64_t kSlice = 20000;  // instructions per vCPU turn
     uint64_t last_poll = host::monotonic_ns();
     while (!quit_) {
+        stats_.passes++;
         bool all_idle = true;
         for (unsigned i = 0; i < vcpus_.size() && !quit_; i++) {
             current_ = i;
@@ -608,7 +623,15 @@ int Microvm::run() {
             flush_output();
             last_poll = now_host;
         }
+        // A vCPU that halted early in the pass may since have been sent an interrupt (an IPI
+        // from a later vCPU, a device completion, a timer run just above): it must run again
+        // now, not after the next timer deadline. Checked after the whole pass and every event.
+        if (all_idle && wake_pending()) {
+            stats_.idle_skipped++;
+            all_idle = false;
+        }
         if (all_idle) {
+            stats_.idle_waits++;
             uint64_t deadline = clock_.next_deadline();
             if (clock_.mode() == dev::ClockMode::Deterministic) {
                 if (deadline == dev::kNever) {

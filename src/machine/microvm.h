@@ -50,6 +50,13 @@ namespace m86::machine {
 
 class VirtioSlots;
 
+// What the run loop did, for --stats and tests.
+struct RunStats {
+    uint64_t passes = 0;        // round-robin passes over the vCPUs
+    uint64_t idle_waits = 0;    // times every vCPU was halted and the loop waited for an event
+    uint64_t idle_skipped = 0;  // every vCPU halted, but one had a wake-up pending: no wait
+};
+
 class Microvm : public cpu::Bus, public dev::ExitSink {
 public:
     // Build the machine from a parsed command line: reads the kernel/initrd files, opens the
@@ -77,6 +84,8 @@ public:
     cpu::Cpu& cpu(unsigned i);
     unsigned num_cpus() const { return unsigned(vcpus_.size()); }
     dev::Clock& clock() { return clock_; }
+    const RunStats& run_stats() const { return stats_; }
+    void print_stats() const;
     // Guest physical memory for device DMA: RAM and the firmware, bounds-checked, and every write
     // invalidates the decoded code of the pages it touches (in every vCPU).
     dev::DmaMemory& dma();
@@ -101,6 +110,8 @@ private:
     // Drop decoded code for the physical range [addr, addr + len) (and the firmware's other alias).
     void code_written(uint64_t addr, uint64_t len);
     void reset_machine();
+    // Some vCPU has an interrupt, NMI, INIT/SIPI or stop request it would act on now.
+    bool wake_pending() const;
     void poll_input();
     void flush_output();
 
@@ -125,6 +136,7 @@ private:
     uint64_t slice_start_icount_ = 0; // deterministic TSC: instructions into the current slice
     bool quit_ = false;
     int exit_status_ = 0;
+    RunStats stats_;
     cpu::CpuState boot_state_;        // the BSP's entry state for direct boot (kept for reset)
     bool have_boot_state_ = false;
     // Direct boot: puts kernel, initrd and boot data into RAM and sets boot_state_ (at start and

@@ -52,6 +52,7 @@ struct VmConfig {
     std::vector<std::string> data_dirs;
     bool direct_boot = false;
     bool jit = true;  // --no-jit: interpret every block
+    bool stats = false;  // --stats: figures on stderr at exit
     std::vector<DeviceSpec> devices;         // every -device, in order
     std::vector<DebugExitSpec> debug_exits;  // the isa-debug-exit ones among them
     VirtioConfig virtio;                     // -drive, -netdev, -global, virtio -device (device_options.h)
