@@ -11,7 +11,10 @@ and times each with the kernel's monotonic clock (/proc/timer_list "now at"), so
 MB/s of guest time (realtime mode: guest time follows the host's clock). The host side is the same
 for both emulators: pread/pwrite on the image through the host's page cache, no fsync.
 
-usage: bench/virtio_blk.py [MICRO86_BINARY] [--runs N] [--size MIB] [--legacy true|false]
+The read-4k line also gives the latency of one synchronous 4 KiB read (microseconds of guest time);
+compare --smp 1 with --smp 2 (an interrupt for a halted vCPU must wake it at once).
+
+usage: bench/virtio_blk.py [MICRO86_BINARY] [--runs N] [--size MIB] [--legacy true|false] [--smp N]
 Guest assets: M86_VIRTIO_KERNEL (else scripts/guest-kernel.sh) and M86_INITRD (else
 scripts/guest-assets.sh).
 """
@@ -64,6 +67,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size", type=int, default=32, help="MiB per 1M-block test (default 32)")
     ap.add_argument("--legacy", default="true", help="virtio-mmio.force-legacy (default true, as QEMU)")
+    ap.add_argument("--smp", type=int, default=1, help="guest CPUs (default 1)")
     a = ap.parse_args()
     kernel = asset("M86_VIRTIO_KERNEL", "guest-kernel.sh")
     initrd = asset("M86_INITRD", "guest-assets.sh")
@@ -73,7 +77,7 @@ def main():
         img = os.path.join(tmp, "bench.img")
         with open(img, "wb") as f:
             f.truncate((a.size + 8) << 20)
-        common = ["-m", "256M", "-smp", "1", "-nodefaults", "-serial", "stdio", "-no-reboot",
+        common = ["-m", "256M", "-smp", str(a.smp), "-nodefaults", "-serial", "stdio", "-no-reboot",
                   "-kernel", kernel, "-initrd", initrd,
                   "-append", f"console=ttyS0 quiet reboot=t m86.run64={b64}",
                   "-drive", f"id=d0,file={img},format=raw,if=none", "-device", "virtio-blk-device,drive=d0",
@@ -88,7 +92,7 @@ def main():
                               any(r.get(k) for r in runs)}
     tests = ["write-1M", "read-1M", "write-4k", "read-4k"]
     print(f"virtio-blk in the guest, dd O_DIRECT on /dev/vda, {a.size} MiB (4k: {max(a.size // 4, 1)} MiB), "
-          f"force-legacy={a.legacy}, median of {a.runs} run(s), MB/s of guest time")
+          f"force-legacy={a.legacy}, -smp {a.smp}, median of {a.runs} run(s), MB/s of guest time")
     head = f"{'test':10} {'micro86':>10}"
     if qemu:
         head += f" {'QEMU TCG':>10} {'micro86/QEMU':>13}"
@@ -100,6 +104,12 @@ def main():
             q = results["QEMU TCG"].get(t)
             line += f" {q:10.1f}" if q else f" {'-':>10}"
             line += f" {m / q:12.2f}x" if m and q else f" {'-':>13}"
+        print(line)
+    lat = {label: 4096 / r["read-4k"] for label, r in results.items() if r.get("read-4k")}  # MB/s -> us
+    if "micro86" in lat:
+        line = f"{'us/4k-read':10} {lat['micro86']:10.1f}"
+        if "QEMU TCG" in lat:
+            line += f" {lat['QEMU TCG']:10.1f} {lat['micro86'] / lat['QEMU TCG']:12.2f}x"
         print(line)
     if not qemu:
         print("(qemu-system-x86_64 not installed: no QEMU figures)")
