@@ -189,6 +189,21 @@ void Cpu::flush_jump_cache(bool keep_global) {
     link_epoch_ = code_->new_epoch();  // cross-page links made before are void
 }
 
+void Cpu::scrub_jump_cache() {
+    auto scrub = [](JumpEntry& e) {
+        if (e.block && !e.block->valid) e = JumpEntry{};
+    };
+    if (jump_log_[0].full || jump_log_[1].full) {
+        for (auto& ctx : jump_)
+            for (auto& e : ctx) scrub(e);
+    } else {
+        for (auto& log : jump_log_)
+            for (unsigned k = 0; k < log.n; k++) scrub(jump_[log.id[k] >> kJumpBits][log.id[k] & (kJumpSize - 1)]);
+    }
+    code_gen_ = code_->generation();
+    link_epoch_ = code_->new_epoch();  // cross-page links may lead to retired blocks
+}
+
 Block* Cpu::find_block(uint64_t lin, uint64_t tag) {
     JumpEntry& e = jump_[tlb_ctx][jump_index(lin)];
     if (e.tag == tag) [[likely]]
@@ -262,7 +277,7 @@ Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
         nb->chains = (last.info & info::kNearBranch) || !(last.info & info::kEndsBlock);
         // Stores the block and write-protects its page(s) in every CPU's write TLB.
         b = code_->insert(std::move(nb));
-        if (code_->generation() != code_gen_) flush_jump_cache();  // insert() retired a block
+        if (code_->generation() != code_gen_) code_->scrub_jump_caches();  // insert() retired a block
     }
     // Logged at every fill (a replaced entry may be listed twice: a flush then drops more than
     // needed, which is allowed), in the class of its translation.
@@ -309,9 +324,10 @@ StopReason Cpu::run_blocks(uint64_t limit) {
             lin = uint32_t(lin);
         }
         // Blocks retired since the jump cache was filled (by any CPU sharing the code cache)? Then
-        // forget them, and free the retired blocks: no CPU is inside one between blocks.
+        // every CPU forgets them, and the retired blocks are freed: no CPU is inside one between
+        // blocks (all vCPUs share this host thread).
         if (code_->generation() != code_gen_) [[unlikely]] {
-            flush_jump_cache();
+            code_->scrub_jump_caches();
             code_->collect();
             prev = nullptr;
         }

@@ -338,11 +338,16 @@ public:
 
     // ---- code cache --------------------------------------------------------------------------
     CodeCache& code() { return *code_; }
+    const CodeCache& code() const { return *code_; }
     // Notification from the write slow path: physical page `page` was written.
     void code_page_written(uint64_t page);
     // Forget the jump-cache entries (TLB flushes; retired blocks); keep_global: not those reached
     // through global translations.
     void flush_jump_cache(bool keep_global = false);
+    // Forget only the jump-cache entries of retired blocks (a retirement changes no translation,
+    // so the others stay valid) and void the cross-page block links; CodeCache::scrub_jump_caches
+    // does it for every CPU before retired blocks are freed.
+    void scrub_jump_cache();
 
 private:
     // The block at linear address `lin` (tag = its jump-cache tag) through the jump cache, else the

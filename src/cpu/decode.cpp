@@ -271,18 +271,18 @@ std::string disassemble(const uint8_t* bytes, size_t avail, Mode mode, uint64_t 
 std::shared_ptr<CodeCache> make_code_cache() { return std::make_shared<CodeCache>(); }
 
 Block* CodeCache::find(uint64_t phys, Mode mode) const {
-    auto it = by_phys_.find(key(phys, mode));
-    return it == by_phys_.end() ? nullptr : it->second.get();
+    stats.lookups++;
+    return by_phys_.find(key(phys, mode));
 }
 
 Block* CodeCache::insert(std::unique_ptr<Block> b) {
+    stats.decoded++;
     Block* raw = b.get();
-    auto old = by_phys_.find(key(b->phys, b->mode));
-    if (old != by_phys_.end()) retire(old->second.get());
+    if (Block* old = by_phys_.find(key(b->phys, b->mode))) retire(old);
     uint64_t page = b->phys & kPageMask;
     pages_[page].push_back(raw);
     if (b->page2 != 1) pages_[b->page2].push_back(raw);
-    by_phys_[key(b->phys, b->mode)] = std::move(b);
+    by_phys_.insert(key(raw->phys, raw->mode), std::move(b));
     // Pages holding code must take the write slow path on every CPU, so writes to them are seen.
     for (Cpu* c : cpus_) {
         c->tlb_protect_code(page);
@@ -302,17 +302,14 @@ void CodeCache::unlink(Block* b, uint64_t except_page) {
         std::erase(o->second, b);
         if (o->second.empty()) pages_.erase(o);
     }
-    auto bp = by_phys_.find(key(b->phys, b->mode));
-    if (bp != by_phys_.end() && bp->second.get() == b) {
-        graveyard_.push_back(std::move(bp->second));
-        by_phys_.erase(bp);
-    }
+    if (by_phys_.find(key(b->phys, b->mode)) == b) graveyard_.push_back(by_phys_.take(key(b->phys, b->mode)));
 }
 
 void CodeCache::retire(Block* b) {
     if (!b->valid) return;
     unlink(b, 1);
     generation_++;
+    stats.invalidations++;
 }
 
 void CodeCache::invalidate_page(uint64_t page) {
@@ -323,16 +320,17 @@ void CodeCache::invalidate_page(uint64_t page) {
     for (Block* b : blocks)
         if (b->valid) unlink(b, page);
     generation_++;
+    stats.invalidations++;
 }
 
 void CodeCache::invalidate_all() {
-    for (auto& [k, b] : by_phys_) {
+    for (auto& b : by_phys_.take_all()) {
         b->valid = false;
         graveyard_.push_back(std::move(b));
     }
-    by_phys_.clear();
     pages_.clear();
     generation_++;
+    stats.invalidations++;
 }
 
 }  // namespace m86::cpu

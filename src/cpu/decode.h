@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cpu/block_index.h"
 #include "cpu/cpu.h"
 #include "cpu/insn.h"
 
@@ -154,8 +155,17 @@ struct Block {
 // it last synchronised with; a block retired at generation g is freed when every running CPU has
 // published a generation > g). Block links (BlockLink) are written by the CPU that runs the block;
 // with threads a link would be published as one atomic 16-byte store (or be per CPU).
+// What the code cache did (--stats).
+struct CodeCacheStats {
+    uint64_t lookups = 0;        // find() calls (jump-cache misses)
+    uint64_t decoded = 0;        // blocks inserted
+    uint64_t invalidations = 0;  // generation changes: pages written or blocks replaced
+};
+
 class CodeCache {
 public:
+    mutable CodeCacheStats stats;
+
     CodeCache() = default;
     CodeCache(const CodeCache&) = delete;
     CodeCache& operator=(const CodeCache&) = delete;
@@ -182,6 +192,11 @@ public:
     // Retire one block (its pages may keep other blocks).
     void retire(Block* b);
     void invalidate_all();
+    // Every attached CPU drops its jump-cache entries and links to retired blocks (call between
+    // blocks, before collect()).
+    void scrub_jump_caches() {
+        for (Cpu* c : cpus_) c->scrub_jump_cache();
+    }
     void collect() {
         if (!graveyard_.empty()) graveyard_.clear();
     }
@@ -201,7 +216,7 @@ private:
     std::vector<Cpu*> cpus_;
     uint64_t generation_ = 1;
     uint64_t epoch_ = 0;
-    std::unordered_map<uint64_t, std::unique_ptr<Block>> by_phys_;
+    BlockIndex by_phys_;
     std::unordered_map<uint64_t, std::vector<Block*>> pages_;
     std::vector<std::unique_ptr<Block>> graveyard_;
 };

@@ -575,6 +575,9 @@ void Microvm::print_stats() const {
     fmt::print(stderr, "micro86 stats: {} instructions retired on {} vCPU(s)\n", insns, vcpus_.size());
     fmt::print(stderr, "  run loop: {} passes, {} idle waits, {} idle waits skipped for a pending wake-up\n",
                stats_.passes, stats_.idle_waits, stats_.idle_skipped);
+    const cpu::CodeCache& code = vcpus_[0]->cpu->code();
+    fmt::print(stderr, "  code cache: {} blocks now, {} decoded, {} lookups, {} invalidations (generation {})\n",
+               code.size(), code.stats.decoded, code.stats.lookups, code.stats.invalidations, code.generation());
 }
 
 bool Microvm::wake_pending() const {

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "cpu/cpu.h"
@@ -506,4 +507,42 @@ TEST_CASE("block links and jump cache: code on a global page is dropped by CR4.P
         CHECK(uint32_t(env.cpu().s.gpr[RBX]) == 2);
         CHECK(uint32_t(env.cpu().s.gpr[RAX]) == 2);
     }
+}
+
+TEST_CASE("block index: random inserts, lookups and removals agree with std::map") {
+    BlockIndex idx;
+    std::map<uint64_t, Block*> model;
+    uint64_t rng = 12345;
+    auto next = [&rng] { return rng = rng * 6364136223846793005ull + 1442695040888963407ull; };
+    for (int step = 0; step < 200000; step++) {
+        // Keys shaped like the code cache's (phys * 8 + mode), from a small range so removals and
+        // reinsertions of the same key (tombstones) are frequent.
+        uint64_t key = ((next() >> 33) % 5000) * 8 + (next() >> 60) % 6;
+        switch (next() >> 62) {
+            case 0:
+            case 1:
+                if (!model.count(key)) {
+                    auto b = std::make_unique<Block>();
+                    model[key] = b.get();
+                    idx.insert(key, std::move(b));
+                }
+                break;
+            case 2: {
+                auto b = idx.take(key);
+                auto it = model.find(key);
+                REQUIRE((b.get() == (it == model.end() ? nullptr : it->second)));
+                if (it != model.end()) model.erase(it);
+                break;
+            }
+            default: break;
+        }
+        auto it = model.find(key);
+        REQUIRE(idx.find(key) == (it == model.end() ? nullptr : it->second));
+        REQUIRE(idx.size() == model.size());
+    }
+    for (auto& [k, b] : model) REQUIRE(idx.find(k) == b);
+    auto all = idx.take_all();
+    CHECK(all.size() == model.size());
+    CHECK(idx.size() == 0);
+    CHECK(idx.find(model.begin()->first) == nullptr);
 }
