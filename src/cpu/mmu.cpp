@@ -73,7 +73,22 @@ void Cpu::tlb_flush_page(uint64_t lin) {
         for (auto& log : tlb_log_)
             for (unsigned k = 0; k < log.n; k++) drop(tlb_entry(log.id[k]));
     }
-    flush_jump_cache();
+    // Jump-cache entries of blocks reached through a translation in the same 1 GiB: a block's
+    // code may end on the page after its first (page2), so both are compared. The rest of the jump
+    // cache stays (the kernel's text, when a user page is invalidated). Tags hold lin << 3: the
+    // arithmetic shift restores a canonical address's upper bits.
+    auto drop_jump = [lin](JumpEntry& e) {
+        const uint64_t first = uint64_t(int64_t(e.tag) >> 3) & ~(kPageSize - 1);
+        if (e.block && (((first ^ lin) >> 30) == 0 || (((first + kPageSize) ^ lin) >> 30) == 0)) e = JumpEntry{};
+    };
+    if (jump_log_[0].full || jump_log_[1].full) {
+        for (auto& ctx : jump_)
+            for (auto& e : ctx) drop_jump(e);
+    } else {
+        for (auto& log : jump_log_)
+            for (unsigned k = 0; k < log.n; k++) drop_jump(jump_[log.id[k] >> kJumpBits][log.id[k] & (kJumpSize - 1)]);
+    }
+    link_epoch_ = code_->new_epoch();  // cross-page links were made through the old translations
 }
 
 void Cpu::tlb_protect_code(uint64_t page) {

@@ -546,3 +546,34 @@ TEST_CASE("block index: random inserts, lookups and removals agree with std::map
     CHECK(idx.size() == 0);
     CHECK(idx.find(model.begin()->first) == nullptr);
 }
+
+TEST_CASE("TLB flush: INVLPG drops the jump-cache entries of its 1 GiB only") {
+    for (bool same_gib : {false, true}) {
+        CAPTURE(same_gib);
+        machine::SnippetEnv env;
+        env.poke(0x380000, mov_eax(7).data(), 5);
+        uint8_t ret = 0xc3;
+        env.poke(0x380005, &ret, 1);
+        // Call 0x380000 once (its block enters the jump cache), INVLPG, call it again through the
+        // jump cache (no link: a RET-ended block in between), then stop.
+        const uint64_t target = same_gib ? 0x3ff000 : 0x7fc0000000;
+        env.load_code(assemble([=](Xbyak::CodeGenerator& g) {
+            using namespace Xbyak::util;
+            g.mov(esi, 0x380000);
+            g.call(rsi);
+            g.mov(rdi, target);
+            g.db(0x0f), g.db(0x01), g.db(0x3f);  // invlpg [rdi]
+            g.hlt();
+            g.call(rsi);
+            g.hlt();
+        }));
+        REQUIRE(env.run(1000) == StopReason::Halt);
+        const uint64_t lookups = env.cpu().code().stats.lookups;
+        env.cpu().halted = false;
+        REQUIRE(env.run(1000) == StopReason::Halt);
+        CHECK(uint32_t(env.cpu().s.gpr[RAX]) == 7);
+        // The second call finds 0x380000 in the jump cache unless INVLPG hit its 1 GiB (the block
+        // after the HLT is new either way: one lookup).
+        CHECK(env.cpu().code().stats.lookups - lookups == (same_gib ? 3u : 2u));
+    }
+}
