@@ -299,6 +299,10 @@ StopReason Cpu::run_blocks(uint64_t limit) {
     Block* prev = nullptr;
     uint64_t prev_page = 0;
     while (icount < limit) {
+        if (yield_) [[unlikely]] {
+            yield_ = false;
+            if (return_on_yield) return halted ? StopReason::Halt : StopReason::Limit;
+        }
         slice_end_ = limit;
         // External events, single-step traps and interrupt shadows are looked at between blocks
         // (exceptions.cpp); service_events may shorten the next slice to one instruction.

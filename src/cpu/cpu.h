@@ -123,6 +123,18 @@ public:
     uint64_t icount = 0;       // instructions retired
     uint64_t host_entries = 0; // times the run loop entered host code (JIT; chained blocks do not count)
     bool exit_request = false;  // set by handlers/devices: leave the block after this instruction
+    // A handler that stops a long instruction part-way (REP string operations) asks run() to end
+    // the slice after it, so a board's loop (timers, host I/O) turns. Boards set return_on_yield;
+    // without it (tests, the snippet environment) run() just goes on.
+    bool return_on_yield = false;
+    void yield() { yield_ = true; }
+    // From a handler of a repeated instruction with iterations left: run it again (its registers
+    // hold the progress) once the run loop has looked at interrupts, and end the slice.
+    void restart_later() {
+        next_rip = s.rip;
+        exit_request = true;
+        yield();
+    }
     bool halted = false;
     Fault last_fault;          // the exception that stopped run() (StopReason::Exception)
 
@@ -371,6 +383,7 @@ private:
     std::atomic<uint8_t> sipi_vector_{0};
     bool nmi_blocked_ = false;       // between NMI delivery and the next IRET (SDM Vol. 3, 6.7.1)
     uint64_t shadow_end_ = 0;        // interrupts are inhibited while icount < shadow_end_
+    bool yield_ = false;             // yield() was called: run_blocks returns between blocks
     uint64_t slice_end_ = 0;         // run_blocks executes at most up to this icount before re-checking
     bool step_armed_ = false;        // TF was set at the start of the instruction just run
     uint64_t trap_mask_ = 0;         // fl::TF when single-stepping is on (!stop_on_exception)

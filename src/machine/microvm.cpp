@@ -234,6 +234,7 @@ bool Microvm::build(std::string& error) {
             v->cpu->num_cpus = cfg_.cpus;
             v->cpu->is_bsp = i == 0;
             v->cpu->stop_on_exception = false;
+            v->cpu->return_on_yield = true;  // a long REP lets the loop below serve timers and input
             v->cpu->platform = v.get();
             dev::LapicConfig lc;
             lc.apic_id = i;

@@ -890,3 +890,61 @@ TEST_CASE("cpuid & misc: UD2, UD0, UD1 raise #UD at the instruction") {
         CHECK(env.cpu().s.rip == SnippetEnv::kCodeBase);
     }
 }
+
+// SDM Vol. 1, 7.3.9.2: a REP string instruction is interruptible between iterations. micro86 stops
+// a long one after a bounded amount of work with its registers showing the iterations done and
+// RIP at the instruction, so the board serves interrupts, timers and input, then runs it again.
+TEST_CASE("REP STOSB to MMIO with ECX = 2^32 - 1 gives up control part-way, and resumes exactly") {
+    SnippetEnv env;
+    env.set_bits(32);  // paging off: 0xf0000000 is no RAM (MMIO: writes are dropped)
+    env.load_code(with_hlt({0xbf, 0x00, 0x00, 0x00, 0xf0,   // mov edi, 0xf0000000
+                            0xb9, 0xff, 0xff, 0xff, 0xff,   // mov ecx, 0xffffffff
+                            0xf3, 0xaa}));                  // rep stosb
+    Cpu& c = env.cpu();
+    c.return_on_yield = true;
+    const uint64_t start = c.s.rip;
+    REQUIRE(c.run(1'000'000'000) == StopReason::Limit);  // returns long before 2^32 stores
+    const uint64_t done = 0xffffffffull - c.s.gpr[RCX];
+    CHECK(c.s.rip == start + 10);  // at the REP STOSB
+    CHECK(done > 0);
+    CHECK(done <= 4096);
+    CHECK(c.s.gpr[RDI] == 0xf0000000ull + done);
+    // Run on: each turn makes progress, RIP stays at the instruction until the count is done.
+    for (int turn = 0; turn < 3; turn++) {
+        const uint64_t before = c.s.gpr[RCX];
+        REQUIRE(c.run(1'000'000'000) == StopReason::Limit);
+        CHECK(c.s.gpr[RCX] < before);
+        CHECK(c.s.rip == start + 10);
+        CHECK(c.s.gpr[RDI] == 0xf0000000ull + (0xffffffffull - c.s.gpr[RCX]));
+    }
+}
+
+TEST_CASE("REP MOVSB over many pages: the same bytes whether or not it gives up control part-way") {
+    for (bool yield : {false, true}) {
+        CAPTURE(yield);
+        SnippetEnv env;
+        const size_t n = 3 << 20;  // 3 MiB: several budgets' worth of page runs
+        fill_pattern(env, 0x400000, n, 7);
+        env.load_code(assemble([=](Xbyak::CodeGenerator& g) {
+            using namespace Xbyak::util;
+            g.mov(esi, 0x400000);
+            g.mov(edi, 0x800000);
+            g.mov(ecx, uint32_t(n));
+            g.rep();
+            g.movsb();
+            g.hlt();
+        }));
+        env.cpu().return_on_yield = yield;
+        int runs = 0;
+        StopReason r;
+        while ((r = env.run(1'000'000)) == StopReason::Limit && runs < 1000) runs++;
+        REQUIRE(r == StopReason::Halt);
+        CHECK((yield ? runs > 0 : runs == 0));
+        std::vector<uint8_t> a(n), b(n);
+        env.peek(0x400000, a.data(), n);
+        env.peek(0x800000, b.data(), n);
+        CHECK(a == b);
+        CHECK(env.cpu().s.gpr[RCX] == 0);
+        CHECK(env.cpu().s.gpr[RSI] == 0x400000 + n);
+    }
+}

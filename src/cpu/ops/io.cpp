@@ -29,6 +29,9 @@ void set_index(Cpu& c, unsigned r, uint64_t v, unsigned asz) {
     else if (asz == 4) c.s.gpr[r] = uint32_t(v);
     else c.s.gpr[r] = v;
 }
+// Port accesses a REP INS/OUTS makes before it lets the run loop look around (string.cpp).
+constexpr unsigned kIoRepBudget = 1024;
+
 uint64_t amask(unsigned asz) { return asz == 8 ? ~0ull : asz == 4 ? 0xffffffffull : 0xffffull; }
 
 template <int W> void in(Cpu& c, const Insn& i) {
@@ -50,8 +53,13 @@ template <int W> void ins(Cpu& c, const Insn& i) {
     const uint64_t m = amask(i.asz);
     const bool rep = i.has(pfx::kRep) || i.has(pfx::kRepne);
     const uint64_t step = (c.s.rflags & fl::DF) ? uint64_t(-W) : uint64_t(W);
+    unsigned budget = kIoRepBudget;
     for (;;) {
         if (rep && (c.s.gpr[RCX] & m) == 0) break;
+        if (rep && budget-- == 0) {  // interruptible between iterations, as string.cpp's
+            c.restart_later();
+            break;
+        }
         uint64_t di = c.s.gpr[RDI] & m;
         uint64_t a = lin_of_w(c, seg, di);
         c.probe_write(a, W);
@@ -68,8 +76,13 @@ template <int W> void outs(Cpu& c, const Insn& i) {
     const uint64_t m = amask(i.asz);
     const bool rep = i.has(pfx::kRep) || i.has(pfx::kRepne);
     const uint64_t step = (c.s.rflags & fl::DF) ? uint64_t(-W) : uint64_t(W);
+    unsigned budget = kIoRepBudget;
     for (;;) {
         if (rep && (c.s.gpr[RCX] & m) == 0) break;
+        if (rep && budget-- == 0) {  // interruptible between iterations, as string.cpp's
+            c.restart_later();
+            break;
+        }
         uint64_t si = c.s.gpr[RSI] & m;
         U<W> v = read<U<W>>(c, lin_of(c, i.seg, si));
         c.bus.io_write(port, W, v);

@@ -34,6 +34,10 @@ enum class Op : uint8_t { Movs, Cmps, Scas, Lods, Stos };
 // the differential tests check it on the host). CMPS/SCAS distinguish REPE (F3) and REPNE (F2).
 enum class Rep : uint8_t { None, Rep, RepE, RepNE };
 
+// Work a repeated instruction does before it lets the run loop look around (see string_op): about
+// 1024 element-wise accesses (MMIO included) or 256 page-sized runs (1 MiB of RAM copied).
+constexpr unsigned kRepBudget = 1024, kRunCost = 4;
+
 // Index/counter register of address size A (2, 4, 8 bytes).
 template <int A>
 inline uint64_t areg(const Cpu& c, unsigned r) {
@@ -253,11 +257,20 @@ void string_op(Cpu& c, const Insn& i) {
         // up control part-way: leave the count/indices committed, set next_rip back to the
         // instruction and end the block. Single-stepping does that after every iteration (TF set:
         // one iteration, then the #DB trap with RIP at the instruction while iterations remain, as
-        // the host does, checked there: SDM Vol. 3, 18.3.1.4 and the REP page). Once interrupts
-        // can arrive while a long repeat runs, an iteration cap goes here the same way (SDM Vol. 1,
-        // 7.3.9.2: REP string instructions are interruptible between iterations).
+        // the host does, checked there: SDM Vol. 3, 18.3.1.4 and the REP page).
+        //
+        // A long repeat gives up control the same way after kRepBudget units of work (an element
+        // done one by one costs 1, a page-sized run kRunCost): REP string instructions are
+        // interruptible between iterations (SDM Vol. 1, 7.3.9.2), so interrupts, timers and host
+        // input are served while a guest copies gigabytes or writes MMIO 2^32 times. It also
+        // asks the CPU to end its slice (Cpu::yield), so the board's loop turns.
         uint64_t n = areg<A>(c, RCX);
+        unsigned budget = kRepBudget;
         while (n != 0) {
+            if (budget == 0) [[unlikely]] {
+                c.restart_later();
+                break;
+            }
             bool step = c.s.rflags & fl::TF;
             if constexpr (O == Op::Movs || O == Op::Stos) {
                 if (!step) [[likely]] {
@@ -268,6 +281,7 @@ void string_op(Cpu& c, const Insn& i) {
                         k = O == Op::Movs ? movs_run<W, A, true>(c, i, n) : stos_run<W, A, true>(c, i, n);
                     if (k) {
                         n -= k;
+                        budget -= std::min(budget, kRunCost);
                         continue;
                     }
                 }
@@ -284,6 +298,7 @@ void string_op(Cpu& c, const Insn& i) {
             else
                 zf = scas1<W, A>(c, i);
             set_areg<A>(c, RCX, --n);
+            budget--;
             if constexpr (R == Rep::RepE) {
                 if (!zf) break;
             } else if constexpr (R == Rep::RepNE) {
