@@ -1344,7 +1344,8 @@ TEST_CASE("jit: Jcc ending a block, all 16 conditions after native, memory and c
 // 64-bit mode) in compatibility mode, `add r8, 1` (REX.W+B) in 64-bit mode. The far pointers are in
 // memory at kData (their targets are known once the code is assembled). sys/far64.s does the same
 // on the board with the immediate forms (EA, 9A), IRETD and the 32-bit RETF imm16 too.
-TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility mode" * doctest::skip(kNoJit)) {
+TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility mode" *
+          doctest::skip(kNoJit)) {
     constexpr uint16_t kCs64 = 0x08, kDs = 0x10, kCs32 = 0x18;  // the snippet's GDT
     constexpr uint32_t kIterations = 100;
     constexpr uint32_t kPL2 = kData, kPC3 = kData + 8, kPL5 = kData + 16, kPL7 = kData + 24,

@@ -99,7 +99,8 @@ public:
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        fmt::print(stderr, "usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N] [--trace]\n");
+        fmt::print(stderr,
+                   "usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N] [--trace]\n");
         return 2;
     }
     std::string image = argv[1];
