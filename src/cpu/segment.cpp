@@ -119,14 +119,33 @@ void commit_real_cs(Cpu& c, uint16_t sel, uint64_t ip) {
     c.raise_fault(kGP, sel & 0xfffc);
 }
 
-// After a return to an outer privilege level, data segment registers the new CPL may not use are
-// nulled (SDM Vol. 2, RET and IRET "Operation", RETURN-TO-OUTER-PRIVILEGE-LEVEL).
+// After a return to an outer privilege level, the data segment registers the new CPL may not use
+// are nulled (SDM Vol. 2, RET and IRET "Operation", RETURN-TO-OUTER-PRIVILEGE-LEVEL: for each of ES,
+// FS, GS and DS, if it points to a data or non-conforming code segment whose DPL, "stored in the
+// hidden part of the segment register", is below the new CPL, its selector becomes 0).
+//
+// A register that holds a null selector (any RPL: 0..3) is not skipped. micro86 reports
+// GenuineIntel, and on Intel processors a register loaded with a null selector is unusable and
+// counts as DPL 0 here, so the rule nulls it on every return to CPL 1..3: a null selector with RPL 3 that the
+// kernel left in DS reads as 0 in user mode. Linux relies on this (commit ad546940b599, "x86/ia32:
+// Leave NULL selector values 0~3 unchanged": "IRET zeros ES, FS, GS, and DS segment registers if
+// any of them is found to have any nonzero NULL selector value"). Bochs models it the same way
+// (load_null_selector() gives DPL 0, validate_seg_reg()). AMD's APM has the same rule in its IRET
+// and RET pseudo-code, but AMD processors without "NullSelectorClearsBase" (CPUID 8000_0021h EAX
+// bit 6) keep the previous hidden attributes when a null selector is loaded, so there the outcome
+// depends on what the register held before: that behaviour is not modelled.
+//
+// Only the selector and the attributes change (the register becomes unusable); the base stays, as
+// in Bochs and QEMU (the SDM only says the selector becomes 0). QEMU's TCG differs in one point: it
+// leaves FS and GS alone when they hold a null selector (a comment there says it does not know what
+// hardware does); micro86 follows the SDM and the Linux commit above, which name all four.
 void null_inaccessible_segs(Cpu& c, unsigned new_cpl) {
     for (uint8_t sg : {ES, DS, FS, GS}) {
         SegReg& r = c.s.seg[sg];
-        if (!(r.attr & SegReg::kP) || !(r.attr & SegReg::kS)) continue;
-        bool data_or_nc = !(r.attr & 8) || !(r.attr & 4);
-        if (data_or_nc && r.dpl() < new_cpl) {
+        const bool usable = r.attr & SegReg::kP;  // null selectors (null_seg) have attributes 0
+        const unsigned dpl = usable ? r.dpl() : 0;
+        const bool conforming_code = usable && (r.attr & SegReg::kS) && (r.attr & 8) && (r.attr & 4);
+        if (!conforming_code && dpl < new_cpl) {
             r.sel = 0;
             r.attr = 0;
         }

@@ -369,12 +369,19 @@ private:
         a_.jmp(done_);
     }
 
-    // A near JMP/Jcc with an immediate target ending the block, in 64-bit mode: RIP becomes the
-    // target or the next instruction and the block returns. The condition comes straight from the
-    // host flags when the instruction before was a native register ALU operation (flags_live: its
-    // host operation set them exactly as the guest's), else from the lazy flags (Cpu::cond). A
-    // non-canonical target (the handler raises #GP) goes to the handler. False if not such a branch.
+    // A near JMP/Jcc/CALL with an immediate target, or a near RET, ending the block, in 64-bit
+    // mode: RIP becomes the target or the next instruction and the block returns. The condition
+    // comes straight from the host flags when the instruction before was a native register ALU
+    // operation (flags_live: its host operation set them exactly as the guest's), else from the
+    // lazy flags (Cpu::cond). A non-canonical target (the handler raises #GP) goes to the handler.
+    // False if not such a branch.
     bool branch(const Insn& i, bool flags_live) {
+        // Near branches only, as the decoder classified them (info::kNearBranch, from Zydis' branch
+        // type): the mnemonic does not tell near from far. RETF (CB/CA) is Zydis' RET, far JMP/CALL
+        // (FF /5, FF /3, EA, 9A) are its JMP/CALL; they load CS, which may change the mode or the
+        // privilege level (SDM Vol. 2, RET and JMP "Operation"), and IRET pops RFLAGS too. All of
+        // those run their interpreter handler.
+        if (!(i.info & cpu::info::kNearBranch)) return false;
         bool jcc = false;
         switch (i.mnemonic) {
             case ZYDIS_MNEMONIC_JO: case ZYDIS_MNEMONIC_JNO: case ZYDIS_MNEMONIC_JB: case ZYDIS_MNEMONIC_JNB:

@@ -92,6 +92,8 @@ struct Pair {
             CHECK(a.s.gpr[r] == b.s.gpr[r]);
         }
         CHECK(a.s.rip == b.s.rip);
+        CHECK(a.s.seg[CS].sel == b.s.seg[CS].sel);
+        CHECK(int(a.mode()) == int(b.mode()));
         CHECK(a.rflags() == b.rflags());
         CHECK(a.icount == b.icount);
         CHECK(a.halted == b.halted);
@@ -1331,4 +1333,145 @@ TEST_CASE("jit: Jcc ending a block, all 16 conditions after native, memory and c
             p.same("at HLT");
         }
     }
+}
+
+// ---- 10. far transfers that change the mode ------------------------------------------------------
+
+// RETF, far JMP/CALL through memory and IRETQ between 64-bit and compatibility mode, in a loop: the
+// mnemonic of a far RET is RET, of a far JMP/CALL JMP/CALL, but they load CS (here: the mode), so
+// host code must run their handlers, never a near branch's native form (issue 21). Each stop counts
+// itself with an instruction that only does so in its own mode: `inc esi` (46h, a REX prefix in
+// 64-bit mode) in compatibility mode, `add r8, 1` (REX.W+B) in 64-bit mode. The far pointers are in
+// memory at kData (their targets are known once the code is assembled). sys/far64.s does the same
+// on the board with the immediate forms (EA, 9A), IRETD and the 32-bit RETF imm16 too.
+TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility mode" *
+          doctest::skip(kNoJit)) {
+    constexpr uint16_t kCs64 = 0x08, kDs = 0x10, kCs32 = 0x18;  // the snippet's GDT
+    constexpr uint32_t kIterations = 100;
+    constexpr uint32_t kPL2 = kData, kPC3 = kData + 8, kPL5 = kData + 16, kPL7 = kData + 24,
+                       kPL9 = kData + 32, kPC6 = kData + 40, kPL11 = kData + 56;  // far pointers
+    auto disp32 = [](Xbyak::CodeGenerator& g, uint32_t v) {
+        for (int k = 0; k < 4; k++) g.db(uint8_t(v >> (8 * k)));
+    };
+    // Marks (in code order): 0 top (64-bit), 1 c1 (32), 2 l2 (64), 3 c4 (32), 4 l7 (64), 5 c8 (32),
+    // 6 l9 (64), 7 c6 (32), 8 l11 (64), 9 c3 (32), 10 l5 (64).
+    Marks m;
+    auto code = assemble([&](Xbyak::CodeGenerator& g) {
+        using namespace Xbyak::util;
+        Xbyak::Label top, c1, c3, c4, l5, c8, c6;
+        g.mov(ebp, kIterations);
+        g.xor_(esi, esi);
+        g.xor_(r8d, r8d);
+        g.L(top);
+        m.mark(g);  // 0
+        // 64 -> 32: RETF with REX.W.
+        g.lea(rax, ptr[rip + c1]);
+        g.push(kCs32);
+        g.push(rax);
+        test::emit(g, {0x48, 0xcb});  // retfq
+        g.L(c1);
+        m.mark(g);                    // 1
+        test::emit(g, {0x46});        // inc esi
+        test::emit(g, {0xff, 0x2d});  // jmp far [kPL2] (m16:32) -> l2
+        disp32(g, kPL2);
+        m.mark(g);  // 2: l2
+        g.add(r8, 1);
+        test::emit(g, {0xff, 0x1c, 0x25});  // call far [kPC3] (m16:32) -> c3, back by RETF (CB)
+        disp32(g, kPC3);
+        g.add(r8, 1);
+        // 64 -> 32: RETF imm16 with REX.W, two parameters dropped.
+        g.lea(rax, ptr[rip + c4]);
+        g.push(0x1111);
+        g.push(0x2222);
+        g.push(kCs32);
+        g.push(rax);
+        test::emit(g, {0x48, 0xca, 0x10, 0x00});  // retfq 16
+        g.L(c4);
+        m.mark(g);                    // 3
+        test::emit(g, {0x46});        // inc esi
+        test::emit(g, {0xff, 0x1d});  // call far [kPL5] (m16:32) -> l5 (64-bit), back by RETF (CB)
+        disp32(g, kPL5);
+        test::emit(g, {0x46});        // inc esi
+        test::emit(g, {0xff, 0x2d});  // jmp far [kPL7] -> l7
+        disp32(g, kPL7);
+        m.mark(g);  // 4: l7
+        g.add(r8, 1);
+        // 64 -> 32: IRETQ at CPL 0 (pops SS:RSP too).
+        g.mov(rax, rsp);
+        g.push(kDs);
+        g.push(rax);
+        g.pushf();
+        g.push(kCs32);
+        g.lea(rax, ptr[rip + c8]);
+        g.push(rax);
+        test::emit(g, {0x48, 0xcf});  // iretq
+        g.L(c8);
+        m.mark(g);                    // 5
+        test::emit(g, {0x46});        // inc esi
+        test::emit(g, {0xff, 0x2d});  // jmp far [kPL9] -> l9
+        disp32(g, kPL9);
+        m.mark(g);  // 6: l9
+        g.add(r8, 1);
+        test::emit(g, {0x48, 0xff, 0x2c, 0x25});  // jmp far [kPC6] with REX.W (m16:64) -> c6
+        disp32(g, kPC6);
+        g.L(c6);
+        m.mark(g);                    // 7
+        test::emit(g, {0x46});        // inc esi
+        test::emit(g, {0xff, 0x2d});  // jmp far [kPL11] -> l11
+        disp32(g, kPL11);
+        m.mark(g);  // 8: l11
+        g.add(r8, 1);
+        g.sub(ebp, 1);
+        g.jnz(top, Xbyak::CodeGenerator::T_NEAR);
+        g.hlt();
+        // Far CALL targets.
+        g.L(c3);
+        m.mark(g);                    // 9
+        test::emit(g, {0x46, 0xcb});  // inc esi; retf (32-bit)
+        g.L(l5);
+        m.mark(g);  // 10
+        g.add(r8, 1);
+        test::emit(g, {0xcb});  // retf (32-bit operand size in 64-bit mode)
+    });
+    REQUIRE(m.at.size() == 11);
+    auto setup = [&](SnippetEnv& e) {
+        e.cpu().s.gdtr.limit = 31;  // the snippet's 32-bit code segment 0x18 too
+        auto far32 = [&](uint64_t at, uint64_t off, uint16_t sel) {
+            uint32_t o = uint32_t(off);
+            REQUIRE(e.poke(at, &o, 4));
+            REQUIRE(e.poke(at + 4, &sel, 2));
+        };
+        far32(kPL2, m[2], kCs64);
+        far32(kPC3, m[9], kCs32);
+        far32(kPL5, m[10], kCs64);
+        far32(kPL7, m[4], kCs64);
+        far32(kPL9, m[6], kCs64);
+        far32(kPL11, m[8], kCs64);
+        const uint64_t c6 = m[7];
+        REQUIRE(e.poke(kPC6, &c6, 8));  // m16:64
+        REQUIRE(e.poke(kPC6 + 8, &kCs32, 2));
+    };
+    for (uint32_t threshold : {1u, jit::kDefaultThreshold}) {
+        INFO("threshold " << threshold);
+        Pair p(code, setup, 64, threshold);
+        p.run(100000);
+        CHECK(p.rr == StopReason::Halt);
+        CHECK(p.rj == StopReason::Halt);
+        Cpu& c = p.jit.cpu();
+        CHECK(c.s.gpr[RSI] == 6 * kIterations);
+        CHECK(c.s.gpr[R8] == 6 * kIterations);
+        CHECK(c.s.gpr[RSP] == SnippetEnv::kStackTop);
+        CHECK(c.s.seg[CS].sel == kCs64);
+        CHECK(c.mode() == Mode::Long64);
+        // The blocks that end with each far transfer have host code, in both modes.
+        auto has_host = [&](size_t k, Mode mode) {
+            const Block* b = c.code().find(m[k], mode);
+            return b && b->host;
+        };
+        for (size_t k : {0, 2, 4, 6}) CHECK(has_host(k, Mode::Long64));
+        for (size_t k : {1, 3, 5, 7}) CHECK(has_host(k, Mode::Compat32));
+        p.same("at HLT");
+    }
+    // Every cut of the first two rounds (3 instructions, then 41 per round).
+    same_at_every_limit(code, 3 + 2 * 41, setup);
 }

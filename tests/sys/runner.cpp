@@ -15,7 +15,11 @@
 // (stop_on_exception = false). A triple fault (StopReason::Shutdown) fails the test unless
 // --expect-shutdown is given; HLT with nothing pending also fails (the program would hang).
 //
-// usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--trace]
+// --jit N runs blocks through the JIT once they have run N times (1: every block from its first
+// run), as the board does with threshold jit::kDefaultThreshold; without it everything is
+// interpreted. meson runs every program both ways.
+//
+// usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N] [--trace]
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -26,6 +30,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/decode.h"
+#include "jit/jit.h"
 #include "machine/host.h"
 
 using namespace m86;
@@ -94,17 +99,20 @@ public:
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        fmt::print(stderr, "usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--trace]\n");
+        fmt::print(stderr,
+                   "usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N] [--trace]\n");
         return 2;
     }
     std::string image = argv[1];
     bool expect_shutdown = false, trace = false;
     uint64_t max_insns = 50'000'000;
+    uint32_t jit_threshold = 0;
     for (int k = 2; k < argc; k++) {
         std::string a = argv[k];
         if (a == "--expect-shutdown") expect_shutdown = true;
         else if (a == "--trace") trace = true;
         else if (a == "--max-insns" && k + 1 < argc) max_insns = std::strtoull(argv[++k], nullptr, 0);
+        else if (a == "--jit" && k + 1 < argc) jit_threshold = uint32_t(std::strtoul(argv[++k], nullptr, 0));
         else {
             fmt::print(stderr, "sys_runner: unknown option {}\n", a);
             return 2;
@@ -120,9 +128,15 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "sys_runner: {}: image is {} bytes, expected {}\n", image, bytes.size(), kRomSize);
         return 2;
     }
+    if (jit_threshold && !jit::available()) {
+        fmt::print("sys_runner: this build has no JIT: skipped\n");
+        return 77;  // meson's "skipped"
+    }
     TestMachine m;
     std::memcpy(m.rom.data(), bytes.data(), kRomSize);
-    Cpu cpu(m);
+    std::shared_ptr<CodeCache> code = make_code_cache();
+    if (jit_threshold) code->set_translator(jit::make_translator(), jit_threshold);
+    Cpu cpu(m, code);
     m.cpu = &cpu;
     cpu.platform = &m;
     cpu.stop_on_exception = false;
@@ -179,7 +193,9 @@ int main(int argc, char** argv) {
         pass = m.done && m.exit_code == 0;
     if (!m.log.empty()) fmt::print("guest log:\n{}\n", m.log);
     if (pass) {
-        fmt::print("{}: pass ({} instructions)\n", image, cpu.icount);
+        fmt::print("{}: pass ({} instructions", image, cpu.icount);
+        if (jit_threshold) fmt::print(", {} entries into host code", cpu.host_entries);
+        fmt::print(")\n");
         return 0;
     }
     if (m.done)
