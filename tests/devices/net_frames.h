@@ -161,21 +161,46 @@ inline Frame arp_request(const uint8_t* target_ip) {
     return ether(kBroadcastMac, 0x0806, a);
 }
 
-// An IPv6 packet fe80::5054:ff:fe12:3456 -> fec0::2 (slirp's host) whose fixed header is followed by
-// a fragment header (next header 44; RFC 8200 4.5) for UDP: `offset` in 8-byte units, `more`.
-inline Frame ipv6_fragment(uint16_t offset, bool more, size_t data_len, uint32_t ident = 0x4242) {
-    Frame p(40 + 8, 0);
+// The guest's link-local IPv6 address (fe80::5054:ff:fe12:3456), slirp's host (fec0::2) and the
+// all-routers group (ff02::2).
+inline const uint8_t kGuestIp6[16] = {0xfe, 0x80, 0,    0,    0,    0,    0,    0,
+                                      0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56};
+inline const uint8_t kHostIp6[16] = {0xfe, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+inline const uint8_t kAllRouters6[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+constexpr uint8_t kIcmp6 = 58, kIpv6Frag = 44;
+
+// An IPv6 packet (RFC 8200) from the guest, hop limit 255 (NDP wants it), in an Ethernet frame.
+inline Frame ipv6(uint8_t next_header, const uint8_t* dst, const Frame& payload) {
+    Frame p(40, 0);
     p[0] = 0x60;
-    put16be(p, 4, uint16_t(8 + data_len));
-    p[6] = 44, p[7] = 64;
-    const uint8_t src[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56};
-    const uint8_t dst[16] = {0xfe, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
-    std::copy(src, src + 16, p.begin() + 8);
+    put16be(p, 4, uint16_t(payload.size()));
+    p[6] = next_header, p[7] = 255;
+    std::copy(kGuestIp6, kGuestIp6 + 16, p.begin() + 8);
     std::copy(dst, dst + 16, p.begin() + 24);
-    p[40] = kUdp;
-    put16be(p, 42, uint16_t(offset << 3 | (more ? 1 : 0)));
-    put32be(p, 44, ident);
-    return ether(kBroadcastMac, 0x86dd, cat(p, pattern(data_len)));
+    return ether(kBroadcastMac, 0x86dd, cat(p, payload));
+}
+
+// An ICMPv6 message (RFC 4443) from the guest to `dst` with its checksum (the pseudo-header holds
+// both addresses, the length and next header 58).
+inline Frame icmp6(uint8_t type, const uint8_t* dst, const Frame& body) {
+    Frame m = cat({type, 0, 0, 0}, body);
+    Frame ph(40, 0);
+    std::copy(kGuestIp6, kGuestIp6 + 16, ph.begin());
+    std::copy(dst, dst + 16, ph.begin() + 16);
+    put32be(ph, 32, uint32_t(m.size()));
+    ph[39] = kIcmp6;
+    put16be(m, 2, checksum(m.data(), m.size(), sum16(ph.data(), ph.size())));
+    return ipv6(kIcmp6, dst, m);
+}
+
+// An IPv6 packet to slirp's host whose fixed header is followed by a fragment header (RFC 8200
+// 4.5) for UDP: `offset` in 8-byte units, `more`.
+inline Frame ipv6_fragment(uint16_t offset, bool more, size_t data_len, uint32_t ident = 0x4242) {
+    Frame h(8, 0);
+    h[0] = kUdp;
+    put16be(h, 2, uint16_t(offset << 3 | (more ? 1 : 0)));
+    put32be(h, 4, ident);
+    return ipv6(kIpv6Frag, kHostIp6, cat(h, pattern(data_len)));
 }
 
 }  // namespace m86::test::frames
