@@ -8,7 +8,7 @@
 #include <charconv>
 #include <climits>
 #include <cstdio>
-#include <cstring>
+#include <optional>
 
 #include "machine/ipv4_reasm.h"
 
@@ -180,8 +180,10 @@ namespace {
 // The first libslirp release trusted with guest fragments: none. When a release is known to fix
 // ip_reass(), set it here; the check reads the library loaded at run time (slirp_version_string()),
 // which may differ from the headers micro86 was built with.
-constexpr bool kSomeSlirpTrusted = false;
-constexpr unsigned kTrustedMajor = 0, kTrustedMinor = 0, kTrustedMicro = 0;
+struct SlirpVersion {
+    unsigned major, minor, micro;
+};
+constexpr std::optional<SlirpVersion> kFirstTrustedSlirp = std::nullopt;
 
 constexpr size_t kEthHeader = 14, kEthType = 12;
 constexpr uint16_t kEthIpv4 = 0x0800, kEthIpv6 = 0x86dd;
@@ -231,7 +233,7 @@ struct HostSlirp::Impl {
     bool guard = true;
     Ipv4Reassembler reasm;
     std::vector<uint8_t> whole;  // a reassembled datagram, then the frame handed to slirp
-    HostSlirp::FragmentStats frag_stats;
+    uint64_t ipv6_dropped = 0;
 
     explicit Impl(dev::Clock& c) : clock(c) {}
 
@@ -337,8 +339,8 @@ std::unique_ptr<HostSlirp> HostSlirp::create(const SlirpOptions& opt, dev::Clock
         error = "-netdev user: libslirp could not start";
         return nullptr;
     }
-    raw->guard = !(kSomeSlirpTrusted &&
-                   slirp_version_at_least(slirp_version_string(), kTrustedMajor, kTrustedMinor, kTrustedMicro));
+    if (const auto& t = kFirstTrustedSlirp)
+        raw->guard = !slirp_version_at_least(slirp_version_string(), t->major, t->minor, t->micro);
     std::unique_ptr<HostSlirp> s(new HostSlirp(std::move(impl)));
     for (const Hostfwd& r : opt.hostfwd) {
         in_addr host = {}, guest = cfg.vdhcp_start;
@@ -366,7 +368,7 @@ void HostSlirp::send(const uint8_t* frame, size_t len) {
         const uint8_t* ip = frame + kEthHeader;
         const size_t ip_len = len - kEthHeader;
         if (type == kEthIpv6 && ip_len >= kIpv6Header && ip[kIpv6NextHeader] == kIpv6Fragment) {
-            m.frag_stats.ipv6_dropped++;
+            m.ipv6_dropped++;
             return;
         }
         if (type == kEthIpv4 && Ipv4Reassembler::is_fragment(ip, ip_len)) {
@@ -383,10 +385,7 @@ void HostSlirp::send(const uint8_t* frame, size_t len) {
 bool HostSlirp::guards_fragments() const { return impl_->guard; }
 
 HostSlirp::FragmentStats HostSlirp::fragment_stats() const {
-    FragmentStats s = impl_->frag_stats;
-    s.ipv4 = impl_->reasm.stats();
-    s.ipv4_pending = impl_->reasm.datagrams();
-    return s;
+    return {impl_->reasm.stats(), impl_->reasm.datagrams(), impl_->ipv6_dropped};
 }
 
 void HostSlirp::add_poll_fds(std::vector<pollfd>& fds, int& timeout_ms) {

@@ -95,6 +95,19 @@ void check_udp_round_trip(host::HostSlirp& s, FrameSink& sink) {
 
 }  // namespace
 
+TEST_CASE("slirp fragment guard: the version check it is keyed on") {
+    CHECK(host::slirp_version_at_least("4.7.0", 4, 7, 0));
+    CHECK(host::slirp_version_at_least("4.7.1", 4, 7, 0));
+    CHECK(host::slirp_version_at_least("4.10.0", 4, 9, 2));
+    CHECK(host::slirp_version_at_least("5.0.0-rc1", 4, 9, 9));  // a suffix after the third number
+    CHECK_FALSE(host::slirp_version_at_least("4.6.9", 4, 7, 0));
+    CHECK_FALSE(host::slirp_version_at_least("3.99.99", 4, 0, 0));
+    for (const char* bad : {"", "4", "4.7", "4.7.", "x.7.0", "4..0", "-4.7.0"}) {
+        CAPTURE(std::string(bad));
+        CHECK_FALSE(host::slirp_version_at_least(bad, 0, 0, 0));
+    }
+}
+
 TEST_CASE("slirp fragment guard: lone and malformed fragments of every shape leave the stack running") {
     dev::Clock clock({dev::ClockMode::Deterministic});
     FrameSink sink;
