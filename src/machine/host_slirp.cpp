@@ -1,5 +1,6 @@
-// HostSlirp: libslirp glue - configuration, callbacks (frames, clock, timers), poll integration and
-// QEMU's `-netdev user` option syntax (see host_slirp.h).
+// HostSlirp: libslirp glue - configuration, callbacks (frames, clock, timers), poll integration,
+// the fragment guard in front of slirp_input() and QEMU's `-netdev user` option syntax (see
+// host_slirp.h and docs/network.md).
 #include "machine/host_slirp.h"
 
 #include <arpa/inet.h>
@@ -7,6 +8,9 @@
 #include <charconv>
 #include <climits>
 #include <cstdio>
+#include <optional>
+
+#include "machine/ipv4_reasm.h"
 
 #ifdef M86_HAVE_SLIRP
 #include <libslirp.h>
@@ -50,6 +54,21 @@ bool split_prefix(std::string_view v, std::string& addr, unsigned& len, unsigned
 }
 
 }  // namespace
+
+bool slirp_version_at_least(std::string_view version, unsigned major, unsigned minor, unsigned micro) {
+    unsigned v[3] = {0, 0, 0};
+    const char* p = version.data();
+    const char* e = p + version.size();
+    for (unsigned i = 0; i < 3; i++) {
+        auto [q, ec] = std::from_chars(p, e, v[i]);
+        if (ec != std::errc()) return false;
+        p = q;
+        if (i < 2 && (p == e || *p++ != '.')) return false;
+    }
+    if (v[0] != major) return v[0] > major;
+    if (v[1] != minor) return v[1] > minor;
+    return v[2] >= micro;
+}
 
 bool parse_hostfwd(std::string_view spec, Hostfwd& out, std::string& error) {
     // [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport
@@ -135,6 +154,42 @@ bool SlirpOptions::set(std::string_view key, std::string_view value, std::string
 
 namespace {
 
+// The fragment guard: why guest IP fragments do not reach libslirp.
+//
+// IPv4. libslirp's ip_reass() (ip_input.c) keeps fragment queues in mbufs and links a datagram's
+// first fragment to its queue through casts between `struct ipq` and `struct ipasfrag`, which C's
+// aliasing rules do not allow. Debian 12's libslirp0 4.7.0-1 is compiled so that, for the first
+// fragment to arrive, it reads the queue's head before the store that links the fragment in: it
+// finds the queue empty, a fragment without More Fragments (a lone last fragment, or a last one
+// that arrives first) passes as "reassembly complete", and the concatenation dereferences a null
+// pointer. One guest frame kills micro86 with SIGSEGV (QEMU 7.2 on the same library too). A GCC
+// 12 -O2 build of the same source happens not to crash, so the version number alone does not tell
+// a safe build from a bad one, and no release is known to rewrite that code: every libslirp
+// version is guarded. micro86 reassembles IPv4 fragments itself (Ipv4Reassembler: RFC 791, bounded,
+// overlaps dropped per RFC 5722) and hands slirp_input() whole datagrams only. Those may exceed the
+// 1500-byte MTU: libslirp 4.7.0 sizes its input buffer to each frame (m_inc), and if_mru only
+// bounds the TCP MSS it advertises, so no MRU change is needed (if_mtu must stay 1500: it is also
+// the size of the frames slirp sends, which must fit the guest's receive buffers).
+//
+// IPv6. libslirp 4.7.0 has no IPv6 reassembly: ip6_input() dispatches on the fixed header's next
+// header (TCP, UDP, ICMPv6) and frees everything else, a fragment header (44) included
+// (tests/devices/slirp_probe.c checks that lone IPv6 fragments do not crash it). The guard drops IPv6
+// fragments before libslirp sees them, which changes nothing for the guest and keeps its IPv6
+// input away from that code in any version.
+//
+// The first libslirp release trusted with guest fragments: none. When a release is known to fix
+// ip_reass(), set it here; the check reads the library loaded at run time (slirp_version_string()),
+// which may differ from the headers micro86 was built with.
+struct SlirpVersion {
+    unsigned major, minor, micro;
+};
+constexpr std::optional<SlirpVersion> kFirstTrustedSlirp = std::nullopt;
+
+constexpr size_t kEthHeader = 14, kEthType = 12;
+constexpr uint16_t kEthIpv4 = 0x0800, kEthIpv6 = 0x86dd;
+constexpr size_t kIpv6Header = 40, kIpv6NextHeader = 6;
+constexpr uint8_t kIpv6Fragment = 44;
+
 // A slirp timer on the board's clock.
 struct SlirpTimer {
     dev::Timer timer;
@@ -174,6 +229,11 @@ struct HostSlirp::Impl {
     std::vector<pollfd>* fill_fds = nullptr;
     const std::vector<pollfd>* poll_fds = nullptr;
     unsigned guest_errors = 0;
+    // The fragment guard (see the top of this file).
+    bool guard = true;
+    Ipv4Reassembler reasm;
+    std::vector<uint8_t> whole;  // a reassembled datagram, then the frame handed to slirp
+    uint64_t ipv6_dropped = 0;
 
     explicit Impl(dev::Clock& c) : clock(c) {}
 
@@ -222,6 +282,11 @@ std::unique_ptr<HostSlirp> HostSlirp::create(const SlirpOptions& opt, dev::Clock
     auto impl = std::make_unique<Impl>(clock);
     SlirpConfig cfg = {};
     cfg.version = 1;  // the fields below all exist since libslirp's first configuration version
+    // libslirp's "emulation" of old protocols (FTP, IRC DCC, ident, RealAudio...) rewrites guest
+    // TCP streams and has a record of memory-safety bugs: off, and no option turns it on (QEMU has
+    // none either).
+    cfg.enable_emu = false;
+    // if_mtu and if_mru stay at libslirp's 1500 (see the fragment guard above).
     cfg.restricted = opt.restricted;
     cfg.in_enabled = opt.ipv4;
     cfg.in6_enabled = opt.ipv6;
@@ -274,6 +339,8 @@ std::unique_ptr<HostSlirp> HostSlirp::create(const SlirpOptions& opt, dev::Clock
         error = "-netdev user: libslirp could not start";
         return nullptr;
     }
+    if (const auto& t = kFirstTrustedSlirp)
+        raw->guard = !slirp_version_at_least(slirp_version_string(), t->major, t->minor, t->micro);
     std::unique_ptr<HostSlirp> s(new HostSlirp(std::move(impl)));
     for (const Hostfwd& r : opt.hostfwd) {
         in_addr host = {}, guest = cfg.vdhcp_start;
@@ -295,7 +362,30 @@ std::unique_ptr<HostSlirp> HostSlirp::create(const SlirpOptions& opt, dev::Clock
 
 void HostSlirp::send(const uint8_t* frame, size_t len) {
     if (len > INT_MAX) return;
-    slirp_input(impl_->slirp, frame, int(len));
+    Impl& m = *impl_;
+    if (m.guard && len >= kEthHeader) {
+        const uint16_t type = uint16_t(frame[kEthType] << 8 | frame[kEthType + 1]);
+        const uint8_t* ip = frame + kEthHeader;
+        const size_t ip_len = len - kEthHeader;
+        if (type == kEthIpv6 && ip_len >= kIpv6Header && ip[kIpv6NextHeader] == kIpv6Fragment) {
+            m.ipv6_dropped++;
+            return;
+        }
+        if (type == kEthIpv4 && Ipv4Reassembler::is_fragment(ip, ip_len)) {
+            std::vector<uint8_t>& w = m.whole;
+            if (m.reasm.input(ip, ip_len, m.clock.now(), w) != Ipv4Reassembler::Verdict::Done) return;
+            w.insert(w.begin(), frame, frame + kEthHeader);  // the completing fragment's link header
+            slirp_input(m.slirp, w.data(), int(w.size()));
+            return;
+        }
+    }
+    slirp_input(m.slirp, frame, int(len));
+}
+
+bool HostSlirp::guards_fragments() const { return impl_->guard; }
+
+HostSlirp::FragmentStats HostSlirp::fragment_stats() const {
+    return {impl_->reasm.stats(), impl_->reasm.datagrams(), impl_->ipv6_dropped};
 }
 
 void HostSlirp::add_poll_fds(std::vector<pollfd>& fds, int& timeout_ms) {
@@ -307,6 +397,7 @@ void HostSlirp::add_poll_fds(std::vector<pollfd>& fds, int& timeout_ms) {
 }
 
 void HostSlirp::process_poll_fds(const std::vector<pollfd>& fds, bool poll_failed) {
+    impl_->reasm.expire(impl_->clock.now());
     impl_->poll_fds = &fds;
     slirp_pollfds_poll(impl_->slirp, poll_failed ? 1 : 0, &Impl::get_revents, impl_.get());
     impl_->poll_fds = nullptr;
@@ -322,6 +413,8 @@ std::unique_ptr<HostSlirp> HostSlirp::create(const SlirpOptions&, dev::Clock&, s
     return nullptr;
 }
 void HostSlirp::send(const uint8_t*, size_t) {}
+bool HostSlirp::guards_fragments() const { return false; }
+HostSlirp::FragmentStats HostSlirp::fragment_stats() const { return {}; }
 void HostSlirp::add_poll_fds(std::vector<pollfd>&, int&) {}
 void HostSlirp::process_poll_fds(const std::vector<pollfd>&, bool) {}
 

@@ -9,6 +9,11 @@
 // is clock.now(). Frames for the guest are delivered to the receiver (VirtioNet) from inside
 // poll processing, timer callbacks or send().
 //
+// Guest fragments never reach libslirp: micro86 reassembles IPv4 fragments itself and hands
+// libslirp whole datagrams, and drops IPv6 fragments (which libslirp drops too), because Debian 12's
+// libslirp 4.7.0 crashes on a lone last IPv4 fragment. Why, and which versions: host_slirp.cpp and
+// docs/network.md.
+//
 // Built without libslirp (meson found no `slirp` dependency), create() fails with a clear error.
 #pragma once
 
@@ -20,6 +25,7 @@
 
 #include "devices/clock.h"
 #include "machine/host_net.h"
+#include "machine/ipv4_reasm.h"
 
 namespace m86::host {
 
@@ -56,6 +62,10 @@ struct SlirpOptions {
 // Parses QEMU's hostfwd syntax. Returns false with `error` on a malformed rule.
 bool parse_hostfwd(std::string_view spec, Hostfwd& out, std::string& error);
 
+// Whether a libslirp version string ("4.7.0", as slirp_version_string() returns; a suffix after
+// the third number is ignored) is at least major.minor.micro. False for anything unparsable.
+bool slirp_version_at_least(std::string_view version, unsigned major, unsigned minor, unsigned micro);
+
 class HostSlirp : public HostNetBackend {
 public:
     // Returns nullptr with a one-line `error` (bad address, a hostfwd port already in use, ...).
@@ -69,6 +79,15 @@ public:
     // PollSource.
     void add_poll_fds(std::vector<pollfd>& fds, int& timeout_ms) override;
     void process_poll_fds(const std::vector<pollfd>& fds, bool poll_failed) override;
+
+    // Whether the fragment guard is on (for every libslirp version known so far).
+    bool guards_fragments() const;
+    struct FragmentStats {
+        Ipv4Reassembler::Stats ipv4;
+        size_t ipv4_pending = 0;     // datagrams being reassembled now
+        uint64_t ipv6_dropped = 0;   // frames with an IPv6 fragment header
+    };
+    FragmentStats fragment_stats() const;
 
     struct Impl;
 

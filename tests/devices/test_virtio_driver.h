@@ -65,7 +65,7 @@ struct Buf {
 
 class Driver {
 public:
-    static constexpr uint64_t kRamSize = 1 << 20;
+    static constexpr uint64_t kRamSize = 1 << 20;  // the default
 
     struct Queue {
         uint16_t num = 0;
@@ -73,7 +73,7 @@ public:
         uint16_t avail_idx = 0, used_seen = 0, next_desc = 0;
     };
 
-    Driver(VirtioDevice& dev, bool legacy) : ram(kRamSize, 0) {
+    Driver(VirtioDevice& dev, bool legacy, uint64_t ram_size = kRamSize) : ram(ram_size, 0) {
         dma.add_region(0, ram.data(), ram.size());
         t = std::make_unique<VirtioMmio>(dev, dma, IrqLine{&irq, 0}, legacy);
         t->set_log([this](const std::string& m) { logs.push_back(m); });
@@ -96,7 +96,7 @@ public:
         next_ = (next_ + align - 1) & ~(align - 1);
         uint64_t a = next_;
         next_ += size;
-        REQUIRE(next_ <= kRamSize);
+        REQUIRE(next_ <= ram.size());
         return a;
     }
 
@@ -227,7 +227,9 @@ public:
     void ack_interrupts() { reg(reg::kInterruptAck, reg(reg::kInterruptStatus)); }
     bool needs_reset() { return (status() & kStatusNeedsReset) != 0; }
     std::vector<uint8_t> bytes(uint64_t a, size_t n) const { return {ram.begin() + a, ram.begin() + a + n}; }
-    void fill(uint64_t a, const std::vector<uint8_t>& v) { std::memcpy(&ram.at(a), v.data(), v.size()); }
+    void fill(uint64_t a, const std::vector<uint8_t>& v) {
+        if (!v.empty()) std::memcpy(&ram.at(a), v.data(), v.size());
+    }
 
     std::vector<uint8_t> ram;
     RamDma dma;

@@ -2,82 +2,34 @@
 // real libslirp stack (ARP with the virtual gateway, a UDP datagram to a socket on the host's
 // loopback and its answer, a hostfwd TCP connection arriving at the guest as a SYN, a busy host
 // port refused with a clear error), the whole path guest driver -> virtio-net -> slirp -> back, tap
-// (works or fails clearly), and the host entropy source. Frames are built by hand from RFC 826 /
-// RFC 791 / RFC 768 / RFC 793 layouts.
+// (works or fails clearly), and the host entropy source. Frames come from net_frames.h; the
+// fragment guard in front of libslirp has its own tests (test_slirp_fragments.cpp).
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <chrono>
-
 #include "devices/clock.h"
 #include "devices/virtio/net.h"
 #include "machine/host_entropy.h"
 #include "machine/host_slirp.h"
 #include "machine/host_tap.h"
+#include "net_frames.h"
+#include "slirp_env.h"
 #include "test_virtio_driver.h"
 
 using namespace m86;
 using namespace m86::test;
+using frames::arp_request, frames::get16be, frames::kGatewayIp, frames::kGuestIp, frames::kGuestMac;
+using Frame = frames::Frame;
 
 namespace {
 
-using Frame = std::vector<uint8_t>;
-const uint8_t kGuestMac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-const uint8_t kGuestIp[4] = {10, 0, 2, 15}, kGatewayIp[4] = {10, 0, 2, 2};
-
-struct Sink : dev::NetReceiver {
-    std::vector<Frame> frames;
-    bool receive(const uint8_t* f, size_t n) override {
-        frames.emplace_back(f, f + n);
-        return true;
-    }
-};
-
-void put16be(Frame& f, size_t o, uint16_t v) { f[o] = uint8_t(v >> 8), f[o + 1] = uint8_t(v); }
-uint16_t get16be(const Frame& f, size_t o) { return uint16_t(f[o] << 8 | f[o + 1]); }
-
-Frame arp_request(const uint8_t* target_ip) {
-    Frame f(42, 0);
-    for (int i = 0; i < 6; i++) f[i] = 0xff, f[6 + i] = kGuestMac[i];
-    put16be(f, 12, 0x0806);
-    put16be(f, 14, 1), put16be(f, 16, 0x0800), f[18] = 6, f[19] = 4, put16be(f, 20, 1);  // request
-    for (int i = 0; i < 6; i++) f[22 + i] = kGuestMac[i];
-    for (int i = 0; i < 4; i++) f[28 + i] = kGuestIp[i], f[38 + i] = target_ip[i];
-    return f;
-}
-
-uint16_t ip_checksum(const uint8_t* p, size_t n) {
-    uint32_t s = 0;
-    for (size_t i = 0; i + 1 < n; i += 2) s += uint32_t(p[i] << 8 | p[i + 1]);
-    while (s >> 16) s = (s & 0xffff) + (s >> 16);
-    return uint16_t(~s);
-}
-
-Frame udp_frame(const uint8_t* dst_mac, const uint8_t* dst_ip, uint16_t sport, uint16_t dport, const std::string& payload) {
-    Frame f(14 + 20 + 8 + payload.size(), 0);
-    for (int i = 0; i < 6; i++) f[i] = dst_mac[i], f[6 + i] = kGuestMac[i];
-    put16be(f, 12, 0x0800);
-    uint8_t* ip = &f[14];
-    ip[0] = 0x45, ip[8] = 64, ip[9] = 17;  // version 4, IHL 5, TTL, UDP
-    put16be(f, 16, uint16_t(20 + 8 + payload.size()));
-    for (int i = 0; i < 4; i++) ip[12 + i] = kGuestIp[i], ip[16 + i] = dst_ip[i];
-    put16be(f, 24, ip_checksum(ip, 20));
-    put16be(f, 34, sport), put16be(f, 36, dport), put16be(f, 38, uint16_t(8 + payload.size()));
-    std::copy(payload.begin(), payload.end(), f.begin() + 42);  // UDP checksum 0: none (RFC 768)
-    return f;
-}
-
-// Polls slirp until `done()` or a second passes.
-template <class F> bool poll_until(host::HostSlirp& s, F done) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > end) return false;
-        host::poll_sources({&s}, {}, 20);
-    }
-    return true;
+Frame udp_frame(const uint8_t* dst_mac, const uint8_t* dst_ip, uint16_t sport, uint16_t dport,
+                const std::string& payload) {
+    Frame u = frames::udp(kGuestIp, dst_ip, sport, dport, frames::bytes(payload));
+    return frames::ether(dst_mac, 0x0800, frames::ipv4(frames::kUdp, kGuestIp, dst_ip, 0, 0, u));
 }
 
 const Frame* find_arp_reply(const std::vector<Frame>& frames) {
@@ -143,7 +95,7 @@ TEST_CASE("virtio-net host: slirp answers ARP for the gateway and forwards UDP t
     std::string err;
     auto slirp = host::HostSlirp::create({}, clock, err);
     REQUIRE_MESSAGE(slirp, err);
-    Sink sink;
+    FrameSink sink;
     slirp->set_receiver(&sink);
 
     Frame arp = arp_request(kGatewayIp);
@@ -198,7 +150,7 @@ TEST_CASE("virtio-net host: a hostfwd connection reaches the guest as a TCP SYN;
     REQUIRE(opt.set("hostfwd", "tcp:127.0.0.1:" + std::to_string(port) + "-:22", err));
     auto slirp = host::HostSlirp::create(opt, clock, err);
     REQUIRE_MESSAGE(slirp, err);
-    Sink sink;
+    FrameSink sink;
     slirp->set_receiver(&sink);
     Frame arp = arp_request(kGatewayIp);  // lets slirp learn the guest's MAC
     slirp->send(arp.data(), arp.size());
