@@ -4,6 +4,8 @@
 #endif
 #include "machine/host_block.h"
 
+#include "machine/host.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -48,7 +50,8 @@ bool punch(int fd, uint64_t offset, uint64_t len) {
 }  // namespace
 
 std::unique_ptr<HostBlockFile> HostBlockFile::open(const std::string& path, bool read_only, std::string& error) {
-    int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO must not hang the open (it is refused below); cleared once checked.
+    int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         error = os_error("cannot open disk image '" + path + "'", e);
@@ -66,6 +69,13 @@ std::unique_ptr<HostBlockFile> HostBlockFile::open(const std::string& path, bool
         ::close(fd);
         return nullptr;
     }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {  // /dev/zero, a FIFO, a socket: no disk
+        error = "disk image '" + path + "' is " + file_kind(st.st_mode) +
+                " (a drive must be a regular file or a block device)";
+        ::close(fd);
+        return nullptr;
+    }
+    if (int fl = fcntl(fd, F_GETFL); fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     uint64_t size = uint64_t(st.st_size);
     if (!S_ISREG(st.st_mode)) {  // a block device: its size is where SEEK_END lands
         off_t end = lseek(fd, 0, SEEK_END);

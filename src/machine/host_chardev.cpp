@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -16,14 +17,23 @@ namespace m86::host {
 
 namespace {
 
-// ---- terminal mode, restored on every exit path --------------------------------------------------
+// ---- terminal mode and stdin's file status flags, restored on every exit path ----------------------
+// stdin is shared with the user's shell (one open file description): leaving O_NONBLOCK on it
+// breaks the shell after micro86 exits, so the flags are put back at exit and on any signal that
+// ends the process (SIGINT too: with a non-raw stdin, Ctrl-C reaches micro86 as SIGINT).
 struct termios g_saved_termios;
 bool g_termios_saved = false;
+int g_saved_stdin_flags = -1;
+bool g_handlers_installed = false;
 
 void restore_terminal() {
     if (g_termios_saved) {
         tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_termios);
         g_termios_saved = false;
+    }
+    if (g_saved_stdin_flags >= 0) {
+        fcntl(STDIN_FILENO, F_SETFL, g_saved_stdin_flags);  // async-signal-safe, as is tcsetattr
+        g_saved_stdin_flags = -1;
     }
 }
 
@@ -33,12 +43,18 @@ void on_fatal_signal(int sig) {
     raise(sig);
 }
 
+void install_restore_handlers() {
+    if (g_handlers_installed) return;
+    g_handlers_installed = true;
+    std::atexit(restore_terminal);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL})
+        signal(sig, on_fatal_signal);
+}
+
 void enter_raw_mode() {
     if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &g_saved_termios) != 0) return;
     g_termios_saved = true;
-    std::atexit(restore_terminal);
-    for (int sig : {SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL})
-        signal(sig, on_fatal_signal);
+    install_restore_handlers();
     struct termios raw = g_saved_termios;
     // Like cfmakeraw, but keep output post-processing so host-side messages stay readable.
     raw.c_iflag &= ~(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
@@ -56,8 +72,13 @@ public:
         tty_ = isatty(STDIN_FILENO);
         enter_raw_mode();
         int fl = fcntl(STDIN_FILENO, F_GETFL);
-        if (fl >= 0) fcntl(STDIN_FILENO, F_SETFL, fl | O_NONBLOCK);
+        if (fl >= 0 && !(fl & O_NONBLOCK)) {
+            if (g_saved_stdin_flags < 0) g_saved_stdin_flags = fl;
+            install_restore_handlers();
+            fcntl(STDIN_FILENO, F_SETFL, fl | O_NONBLOCK);
+        }
     }
+    ~StdioChardev() override { restore_terminal(); }
     void write(const uint8_t* data, size_t n) override {
         while (n) {
             ssize_t w = ::write(STDOUT_FILENO, data, n);
@@ -112,9 +133,22 @@ private:
 
 class FileChardev : public CharDev {
 public:
-    explicit FileChardev(int fd) : fd_(fd) {}
-    ~FileChardev() override { ::close(fd_); }
+    FileChardev(std::string path, bool append) : path_(std::move(path)), append_(append) {}
+    ~FileChardev() override {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    bool open_output(std::string& error) override {
+        if (fd_ >= 0) return true;
+        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append_ ? O_APPEND : O_TRUNC);
+        fd_ = ::open(path_.c_str(), flags, 0644);
+        if (fd_ < 0) {
+            error = "cannot open '" + path_ + "': " + std::strerror(errno);
+            return false;
+        }
+        return true;
+    }
     void write(const uint8_t* data, size_t n) override {
+        if (fd_ < 0) return;  // not opened yet: nothing is written before start-up succeeded
         while (n) {
             ssize_t w = ::write(fd_, data, n);
             if (w < 0 && errno == EINTR) continue;
@@ -125,7 +159,9 @@ public:
     }
 
 private:
-    int fd_;
+    std::string path_;
+    bool append_;
+    int fd_ = -1;
 };
 
 class NullChardev : public CharDev {
@@ -137,13 +173,28 @@ public:
 
 std::unique_ptr<CharDev> open_stdio_chardev() { return std::make_unique<StdioChardev>(); }
 
-std::unique_ptr<CharDev> open_file_chardev(const std::string& path, std::string& error) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        error = std::strerror(errno);
-        return nullptr;
+std::unique_ptr<CharDev> open_file_chardev(const std::string& path, bool append, std::string& error) {
+    // Check what can be checked without creating or truncating anything: an existing path must be
+    // a writable non-directory; a new one needs a writable directory.
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            error = "is a directory";
+            return nullptr;
+        }
+        if (access(path.c_str(), W_OK) != 0) {
+            error = std::strerror(errno);
+            return nullptr;
+        }
+    } else {
+        auto slash = path.rfind('/');
+        std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+        if (access(dir.c_str(), W_OK) != 0) {
+            error = std::strerror(errno);
+            return nullptr;
+        }
     }
-    return std::make_unique<FileChardev>(fd);
+    return std::make_unique<FileChardev>(path, append);
 }
 
 std::unique_ptr<CharDev> open_null_chardev() { return std::make_unique<NullChardev>(); }

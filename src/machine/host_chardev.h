@@ -22,13 +22,19 @@ public:
     virtual int input_fd() const { return -1; }
     // The user typed the quit escape (Ctrl-A x).
     bool quit_requested() const { return quit_; }
+    // Create or truncate the output now. A file backend is checked when it is made but opened
+    // only here, once the whole configuration and every input have been checked, so a start-up
+    // error never touches a user's file. Returns false with the OS reason in `error`.
+    virtual bool open_output(std::string&) { return true; }
 
 protected:
     bool quit_ = false;
 };
 
 std::unique_ptr<CharDev> open_stdio_chardev();
-std::unique_ptr<CharDev> open_file_chardev(const std::string& path, std::string& error);
+// A file output: checked now (not a directory, writable), created or truncated (or, with
+// `append`, opened for appending) only by open_output().
+std::unique_ptr<CharDev> open_file_chardev(const std::string& path, bool append, std::string& error);
 std::unique_ptr<CharDev> open_null_chardev();
 
 // Host monotonic time in nanoseconds.

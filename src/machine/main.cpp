@@ -2,14 +2,20 @@
 // a QEMU-style command line for the microvm board.
 #include <fmt/format.h>
 
+#include <cstdio>
+#include <new>
 #include <string>
 #include <vector>
+
+#include "machine/host.h"
 
 #include "machine/cli.h"
 #include "machine/microvm.h"
 #include "machine/options.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int vm_main(int argc, char** argv) {
     using namespace m86::machine;
     std::vector<std::string> args(argv + 1, argv + argc);
     if (!args.empty() && args[0] == "snippet") return snippet_main({args.begin() + 1, args.end()});
@@ -33,6 +39,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     for (const auto& n : cfg->notes) fmt::print(stderr, "micro86: note: {}\n", n);
+    // Guest RAM is committed lazily, so more than the host has may work for a guest that touches
+    // little of it; but it is most likely a typo (1T for 1G), so say so.
+    if (uint64_t phys = m86::host::physical_memory(); phys && cfg->ram_size > phys)
+        fmt::print(stderr, "micro86: warning: -m {} MiB is more than this host's {} MiB of memory\n",
+                   cfg->ram_size >> 20, phys >> 20);
     auto vm = Microvm::create(*cfg, error);
     if (!vm) {
         fmt::print(stderr, "micro86: {}\n", error);
@@ -41,4 +52,17 @@ int main(int argc, char** argv) {
     int status = vm->run();
     if (cfg->stats) vm->print_stats();
     return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Every allocation on the start-up path is bounded by a check first; should one still fail
+    // (a memory-capped host), it is one clear line and a non-zero exit, not an abort.
+    try {
+        return vm_main(argc, argv);
+    } catch (const std::bad_alloc&) {
+        std::fputs("micro86: out of memory (host memory exhausted or capped)\n", stderr);
+        return 1;
+    }
 }

@@ -162,6 +162,7 @@ std::unique_ptr<Microvm> Microvm::create(const VmConfig& cfg, std::string& error
         return nullptr;
     }
     if (!vm->build(error)) return nullptr;
+    if (!vm->open_outputs(error)) return nullptr;
     return vm;
 }
 
@@ -204,7 +205,7 @@ bool Microvm::build(std::string& error) {
                 serial_host_ = host::open_stdio_chardev();
             } else if (spec && spec->kind == CharDevSpec::Kind::File) {
                 std::string e;
-                serial_host_ = host::open_file_chardev(spec->path, e);
+                serial_host_ = host::open_file_chardev(spec->path, spec->append, e);
                 if (!serial_host_) {
                     error = fmt::format("-serial file:{}: {}", spec->path, e);
                     return false;
@@ -283,7 +284,8 @@ std::vector<unsigned> Microvm::populated_virtio_slots() const { return virtio_->
 
 bool Microvm::load_firmware(const std::string& path, std::string& error) {
     std::string e;
-    if (!host::read_file(path, fw_image_, e)) {
+    inputs_.push_back({"-bios", path});
+    if (!host::read_file(path, fw_image_, e, boot::kFirmwareMax)) {
         error = fmt::format("-bios {}: {}", path, e);
         return false;
     }
@@ -303,7 +305,9 @@ bool Microvm::load_firmware(const std::string& path, std::string& error) {
 bool Microvm::setup_boot(std::string& error) {
     std::string fw_path;
     if (!cfg_.bios.empty()) {
-        fw_path = boot::find_data_file(cfg_.bios, cfg_.data_dirs);
+        // A path names the file itself: read_file says what is wrong with it (not a regular
+        // file, unreadable, missing) rather than "no such file".
+        fw_path = cfg_.bios.find('/') != std::string::npos ? cfg_.bios : boot::find_data_file(cfg_.bios, cfg_.data_dirs);
         if (fw_path.empty()) {
             error = fmt::format("-bios {}: no such file (also looked in the data directories: -L, /usr/share/qemu, ...)",
                                 cfg_.bios);
@@ -326,7 +330,13 @@ bool Microvm::setup_boot(std::string& error) {
         error = fmt::format("{}: {}", what, why);
         return false;
     };
-    if (!cfg_.kernel.empty() && !host::read_file(cfg_.kernel, kfile, e)) return fail("-kernel " + cfg_.kernel, e);
+    // Inputs are bounded by guest RAM: a kernel or initrd larger than RAM cannot be loaded anyway,
+    // and nothing larger is ever allocated for it.
+    const uint64_t max_input = std::min<uint64_t>(ram_.size(), host::kMaxInputFile);
+    if (!cfg_.kernel.empty()) {
+        inputs_.push_back({"-kernel", cfg_.kernel});
+        if (!host::read_file(cfg_.kernel, kfile, e, max_input)) return fail("-kernel " + cfg_.kernel, e);
+    }
     const std::string cmdline = kernel_cmdline();
     const uint64_t below_4g = ram_.low_size();
     // The kind of kernel, in QEMU's order: a Linux setup header, else a multiboot header, else an
@@ -336,13 +346,16 @@ bool Microvm::setup_boot(std::string& error) {
     boot::MultibootHeader mbh;
     bool is_multiboot = !kfile.empty() && !is_linux && boot::find_multiboot_header(kfile, mbh);
 
-    if (!cfg_.kernel.empty() && !is_multiboot && !cfg_.initrd.empty() && !host::read_file(cfg_.initrd, initrd, e))
-        return fail("-initrd " + cfg_.initrd, e);
+    if (!cfg_.kernel.empty() && !is_multiboot && !cfg_.initrd.empty()) {
+        inputs_.push_back({"-initrd", cfg_.initrd});
+        if (!host::read_file(cfg_.initrd, initrd, e, max_input)) return fail("-initrd " + cfg_.initrd, e);
+    }
 
     if (is_multiboot) {
         boot::MultibootImage mb;
-        boot::FileReader reader = [](const std::string& p, std::vector<uint8_t>& out, std::string& err) {
-            return host::read_file(p, out, err);
+        boot::FileReader reader = [this, max_input](const std::string& p, std::vector<uint8_t>& out, std::string& err) {
+            inputs_.push_back({"-initrd (multiboot module)", p});
+            return host::read_file(p, out, err, max_input);
         };
         // The information structure gets -append as given: QEMU builds it before its machine reset
         // adds the virtio-mmio devices (to the fw_cfg command line only).
@@ -399,6 +412,56 @@ bool Microvm::setup_boot(std::string& error) {
         have_boot_state_ = true;
     }
     return true;
+}
+
+bool Microvm::open_outputs(std::string& error) {
+    // The outputs: the ISA serial port's file, and every file -chardev a virtconsole uses.
+    struct Output {
+        std::string what, path;
+    };
+    std::vector<Output> outs;
+    if (uart_ && !cfg_.serials.empty() && cfg_.serials[0].kind == CharDevSpec::Kind::File) {
+        const CharDevSpec& s = cfg_.serials[0];
+        outs.push_back({s.id.empty() ? "-serial file:" + s.path : "-chardev file,id=" + s.id, s.path});
+    }
+    for (const auto& d : cfg_.virtio.devices) {
+        if (d.chardev.empty()) continue;
+        for (const auto& c : cfg_.chardevs)
+            if (c.id == d.chardev && c.kind == CharDevSpec::Kind::File)
+                outs.push_back({"-chardev file,id=" + c.id, c.path});
+    }
+    for (const auto& d : cfg_.virtio.drives) inputs_.push_back({"-drive id=" + d.id, d.file});
+
+    for (size_t i = 0; i < outs.size(); i++) {
+        host::FileId out_id;
+        bool exists = host::file_id(outs[i].path, out_id);
+        if (exists) {
+            for (const auto& [what, path] : inputs_) {
+                host::FileId in_id;
+                if (host::file_id(path, in_id) && in_id == out_id) {
+                    error = fmt::format("{}: this file is also the input {} {}; refusing to overwrite it", outs[i].what,
+                                        what, path);
+                    return false;
+                }
+            }
+        }
+        for (size_t j = 0; j < i; j++) {
+            host::FileId other;
+            bool same = exists ? host::file_id(outs[j].path, other) && other == out_id : outs[j].path == outs[i].path;
+            if (same) {
+                error = fmt::format("{}: the same file is already the output of {}; two outputs cannot share one file",
+                                    outs[i].what, outs[j].what);
+                return false;
+            }
+        }
+    }
+    // Everything is checked: only now are output files created or truncated.
+    std::string e;
+    if (serial_host_ && !serial_host_->open_output(e)) {
+        error = fmt::format("-serial: {}", e);
+        return false;
+    }
+    return virtio_->open_outputs(error);
 }
 
 // The board's fw_cfg items (hw/i386/microvm.c and the fw_cfg core), the option ROM QEMU would add

@@ -102,6 +102,9 @@ private:
     bool build(std::string& error);
     bool setup_boot(std::string& error);
     bool load_firmware(const std::string& path, std::string& error);
+    // After everything else is built and checked: refuse outputs that are inputs or that two
+    // outputs share, then create/truncate the output files (the only step that touches them).
+    bool open_outputs(std::string& error);
     void build_fw_cfg();
     std::string kernel_cmdline() const;
     std::vector<unsigned> populated_virtio_slots() const;
@@ -152,6 +155,9 @@ private:
     std::unique_ptr<dev::FwCfg> fw_cfg_;
     std::vector<std::unique_ptr<dev::DebugExit>> debug_exits_;
     std::string option_rom_;            // the option ROM QEMU would add for this kernel (fw_cfg genroms/)
+    // The host files read at start (option and path: -kernel, -initrd, -bios, -drive), which no
+    // output may name.
+    std::vector<std::pair<std::string, std::string>> inputs_;
     std::unique_ptr<VirtioSlots> virtio_;  // last: destroyed first (it uses the clock, DMA, buses)
 };
 

@@ -35,7 +35,7 @@ const char* const kVmUsage =
     "  -no-reboot         exit instead of resetting when the guest reboots (triple fault)\n"
     "Devices and I/O:\n"
     "  -serial stdio|file:PATH|none|null|chardev:ID   the next ISA serial port's backend\n"
-    "  -chardev stdio,id=ID | file,id=ID,path=PATH | null,id=ID\n"
+    "  -chardev stdio,id=ID | file,id=ID,path=PATH[,append=on] | null,id=ID\n"
     "  -device isa-debug-exit[,iobase=N][,iosize=N]   a write of V exits with status (V<<1)|1\n"
     "  -drive id=ID,file=PATH,format=raw,if=none[,readonly=on][,discard=ignore]   a raw disk image\n"
     "  -device virtio-blk-device,drive=ID[,serial=S]  a virtio disk (/dev/vdX)\n"
@@ -220,7 +220,11 @@ std::string parse_chardev(const std::string& arg, VmConfig& c) {
         std::string k = items[i].substr(0, eq), v = eq == std::string::npos ? "" : items[i].substr(eq + 1);
         if (k == "id") d.id = v;
         else if (k == "path") d.path = v;
-        else if (k == "mux" || k == "signal" || k == "logfile" || k == "append") continue;  // accepted
+        else if (k == "append") {
+            if (v == "on" || v == "yes" || v == "true") d.append = true;
+            else if (v == "off" || v == "no" || v == "false") d.append = false;
+            else return fmt::format("-chardev: append={}: expected on or off", v);
+        } else if (k == "mux" || k == "signal" || k == "logfile") continue;  // accepted
         else return fmt::format("-chardev: unknown property '{}'", k);
     }
     if (d.id.empty()) return "-chardev: missing id=";

@@ -22,6 +22,7 @@ struct CharDevSpec {
     enum class Kind { None, Stdio, File, Null } kind = Kind::None;
     std::string id;    // for -chardev
     std::string path;  // Kind::File
+    bool append = false;  // Kind::File, -chardev file,append=on: append instead of truncating
 };
 
 // -device isa-debug-exit[,iobase=N][,iosize=N] (QEMU's defaults: 0x501, 2).

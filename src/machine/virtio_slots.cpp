@@ -10,6 +10,7 @@
 #include "devices/virtio/console.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
+#include "machine/host.h"
 #include "machine/host_block.h"
 #include "machine/host_entropy.h"
 #include "machine/host_net.h"
@@ -118,6 +119,21 @@ std::unique_ptr<VirtioSlots> VirtioSlots::create(const VmConfig& cfg, const Wiri
     const VirtioConfig& vc = vs->cfg_;
 
     // Every -drive is opened at start, used or not (as QEMU does): a bad image is an error now.
+    // One image under two -drives would be two writers of one file (and our own lock would call
+    // the second "locked by another process"): said plainly here instead.
+    std::vector<std::pair<host::FileId, const DriveSpec*>> seen;
+    for (const DriveSpec& d : vc.drives) {
+        host::FileId id;
+        if (host::file_id(d.file, id)) {
+            for (const auto& [other, spec] : seen)
+                if (other == id) {
+                    error = fmt::format("-drive id={},file={}: the same image is already given as -drive id={}",
+                                        d.id, d.file, spec->id);
+                    return nullptr;
+                }
+            seen.push_back({id, &d});
+        }
+    }
     for (const DriveSpec& d : vc.drives) {
         std::string e;
         auto f = host::HostBlockFile::open(d.file, d.readonly, e);
@@ -158,7 +174,7 @@ std::unique_ptr<VirtioSlots> VirtioSlots::create(const VmConfig& cfg, const Wiri
             break;
         case CharDevSpec::Kind::File: {
             std::string e;
-            auto f = host::open_file_chardev(it->path, e);
+            auto f = host::open_file_chardev(it->path, it->append, e);
             if (!f) {
                 error = fmt::format("-chardev file,id={},path={}: {}", id, it->path, e);
                 return false;
@@ -253,6 +269,17 @@ dev::virtio::VirtioMmio* VirtioSlots::transport(unsigned slot) const {
 
 void VirtioSlots::reset() {
     for (auto& t : impl_->transports) t->write(dev::virtio::reg::kStatus, 4, 0);
+}
+
+bool VirtioSlots::open_outputs(std::string& error) {
+    for (size_t i = 0; i < impl_->chardevs.size(); i++) {
+        std::string e;
+        if (!impl_->chardevs[i]->open_output(e)) {
+            error = fmt::format("-chardev: {}", e);
+            return false;
+        }
+    }
+    return true;
 }
 
 bool VirtioSlots::takes_input_from(const host::CharDev* cd) const {

@@ -62,6 +62,9 @@ public:
     void wait(const std::vector<int>& fds, int64_t timeout_ns);
     // Something here can wake an idle guest (a network backend, a console with input).
     bool can_wake() const;
+    // Create or truncate the console output files (host::CharDev::open_output), once everything
+    // else at start-up has been checked. Returns false with a one-line `error` naming the option.
+    bool open_outputs(std::string& error);
     // A virtio console reads its input from `cd` (so the ISA serial must not).
     bool takes_input_from(const host::CharDev* cd) const;
 
