@@ -359,7 +359,7 @@ bool Microvm::setup_boot(std::string& error) {
         };
         // The information structure gets -append as given: QEMU builds it before its machine reset
         // adds the virtio-mmio devices (to the fw_cfg command line only).
-        if (!boot::build_multiboot(kfile, cfg_.kernel, cfg_.append, cfg_.initrd, reader, mb, e))
+        if (!boot::build_multiboot(kfile, cfg_.kernel, cfg_.append, cfg_.initrd, reader, mb, e, below_4g))
             return fail("-kernel " + cfg_.kernel, e);
         for (const auto& n : mb.notes) fmt::print(stderr, "micro86: note: {}\n", n);
         boot::multiboot_fw_cfg(mb, *fw_cfg_);

@@ -144,6 +144,8 @@ bool linux_fw_cfg(dev::FwCfg& fw, const std::vector<uint8_t>& file, const std::s
     std::vector<uint8_t> header(file.begin(), file.begin() + std::min<size_t>(file.size(), 8192));
     header.resize(8192, 0);
     uint16_t protocol = get<uint32_t>(header, kHeaderMagic) == 0x53726448 ? get<uint16_t>(header, kVersion) : 0;
+    // The same size checks as direct boot: the firmware would copy a truncated kernel and loop.
+    if (protocol && !check_bzimage_size(file, error)) return false;
     uint32_t real_addr, cmdline_addr, prot_addr;
     uint32_t cmdline_size = uint32_t((cmdline.size() + 16) & ~size_t(15));
     if (protocol < 0x200 || !(header[kLoadflags] & kLoadedHigh)) {  // low kernel

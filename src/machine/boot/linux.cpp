@@ -19,7 +19,7 @@ constexpr size_t kSetupSects = 0x1f1, kBootFlag = 0x1fe, kHeaderMagic = 0x202, k
                  kTypeOfLoader = 0x210, kLoadflags = 0x211, kCode32Start = 0x214, kRamdiskImage = 0x218,
                  kRamdiskSize = 0x21c, kHeapEndPtr = 0x224, kCmdLinePtr = 0x228, kInitrdAddrMax = 0x22c,
                  kKernelAlignment = 0x230, kRelocatable = 0x234, kXloadflags = 0x236, kCmdlineSize = 0x238,
-                 kInitSize = 0x260, kVidMode = 0x1fa;
+                 kInitSize = 0x260, kVidMode = 0x1fa, kSyssize = 0x1f4;
 // boot_params offsets outside the setup header.
 constexpr size_t kExtRamdiskImage = 0x0c0, kExtRamdiskSize = 0x0c4, kExtCmdLinePtr = 0x0c8,
                  kE820Entries = 0x1e8, kE820Table = 0x2d0, kBootParamsSize = 4096;
@@ -62,11 +62,7 @@ bool parse_bzimage(KernelImage& k, std::string& error) {
     k.kernel_alignment = get<uint32_t>(f, kKernelAlignment);
     k.relocatable = f[kRelocatable];
     k.init_size = k.protocol >= 0x20a ? get<uint32_t>(f, kInitSize) : 0;
-    size_t setup_bytes = size_t(k.setup_sects + 1) * 512;
-    if (f.size() <= setup_bytes) {
-        error = fmt::format("truncated: {} bytes, but the setup code alone is {} bytes", f.size(), setup_bytes);
-        return false;
-    }
+    if (!check_bzimage_size(f, error)) return false;
     if (!(k.xloadflags & kXlfKernel64)) {
         error = "this kernel has no 64-bit entry point (XLF_KERNEL_64); 32-bit kernels are not supported yet";
         return false;
@@ -146,6 +142,28 @@ std::vector<E820Entry> microvm_e820(const GuestRam& ram) {
     if (low > layout::kHighMemBase) m.push_back({layout::kHighMemBase, low - layout::kHighMemBase, kE820Ram});
     if (ram.high_size()) m.push_back({layout::kHighRamBase, ram.high_size(), kE820Ram});
     return m;
+}
+
+bool check_bzimage_size(const std::vector<uint8_t>& f, std::string& error) {
+    if (f.size() < 0x264) {
+        error = fmt::format("truncated: {} bytes, shorter than the Linux setup header", f.size());
+        return false;
+    }
+    uint16_t protocol = get<uint16_t>(f, kVersion);
+    uint64_t setup_bytes = uint64_t((f[kSetupSects] ? f[kSetupSects] : 4) + 1) * 512;
+    // syssize is 32 bits from protocol 2.04 on, 16 bits before.
+    uint64_t sys_bytes = uint64_t(protocol >= 0x204 ? get<uint32_t>(f, kSyssize) : get<uint16_t>(f, kSyssize)) * 16;
+    if (f.size() <= setup_bytes) {
+        error = fmt::format("truncated: {} bytes, but the setup code alone is {} bytes", f.size(), setup_bytes);
+        return false;
+    }
+    if (f.size() < setup_bytes + sys_bytes) {
+        error = fmt::format("truncated bzImage: {} bytes, but its header says {} bytes of setup and {} of kernel "
+                            "({} in all)",
+                            f.size(), setup_bytes, sys_bytes, setup_bytes + sys_bytes);
+        return false;
+    }
+    return true;
 }
 
 bool parse_kernel(std::vector<uint8_t> file, KernelImage& out, std::string& error) {
@@ -279,7 +297,10 @@ bool load_linux(const KernelImage& k, const BootConfig& cfg, GuestRam& ram, cpu:
             return false;
         }
         ram.write(seg.paddr, k.file.data() + seg.file_offset, seg.file_size);
-        std::memset(ram.ptr(seg.paddr + seg.file_size, seg.mem_size - seg.file_size), 0, seg.mem_size - seg.file_size);
+        // Zero the bss, if any: a segment whose file part ends exactly at the top of RAM has no
+        // byte after it, and ram.ptr() of that address is null.
+        if (seg.mem_size > seg.file_size)
+            std::memset(ram.ptr(seg.paddr + seg.file_size, seg.mem_size - seg.file_size), 0, seg.mem_size - seg.file_size);
         end = std::max(end, seg.paddr + seg.mem_size);
     }
     const uint64_t si = layout::kPvhStartInfo, modlist = si + 64, memmap = si + 128;

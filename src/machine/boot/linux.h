@@ -55,6 +55,12 @@ struct KernelImage {
     std::vector<Segment> segments;
 };
 
+// A bzImage's header against the file's size, as every boot path checks it (direct boot and the
+// firmware's fw_cfg items alike): the real-mode setup ((setup_sects + 1) * 512 bytes) and the
+// protected-mode kernel (syssize 16-byte paragraphs) must both be in the file. A truncated kernel
+// is an error at start, not a reboot loop in the guest.
+bool check_bzimage_size(const std::vector<uint8_t>& file, std::string& error);
+
 // Parse `file` (the whole kernel image). Returns false with a message if it is not a kernel micro86
 // can boot directly.
 bool parse_kernel(std::vector<uint8_t> file, KernelImage& out, std::string& error);

@@ -32,7 +32,7 @@ uint64_t page_align(uint64_t v) { return (v + kPage - 1) & ~uint64_t(kPage - 1);
 // load_elf() places them (entry adjusted from virtual to physical when the executable segment
 // that holds it is linked at a different virtual address).
 bool load_elf32(const std::vector<uint8_t>& f, uint32_t& low, std::vector<uint8_t>& image, uint32_t& entry,
-                std::string& error) {
+                uint64_t ram_end, std::string& error) {
     if (f.size() < 52 || std::memcmp(f.data(), "\x7f" "ELF", 4) != 0) {
         error = "multiboot header without the address fields (flag 16), and not an ELF file";
         return false;
@@ -84,6 +84,12 @@ bool load_elf32(const std::vector<uint8_t>& f, uint32_t& low, std::vector<uint8_
         error = "multiboot ELF kernel spans more than 2 GiB";
         return false;
     }
+    if (hi > ram_end) {  // checked before the image is allocated
+        error = fmt::format("multiboot ELF kernel spans 0x{:x}..0x{:x}, beyond the end of guest RAM at 0x{:x} "
+                            "(segments too far apart or too large; or give the guest more memory with -m)",
+                            lo, hi, ram_end);
+        return false;
+    }
     low = uint32_t(lo);
     image.assign(hi - lo, 0);
     for (const auto& s : segs) std::memcpy(image.data() + (s.paddr - lo), f.data() + s.off, s.filesz);
@@ -91,7 +97,8 @@ bool load_elf32(const std::vector<uint8_t>& f, uint32_t& low, std::vector<uint8_
 }
 
 // The a.out kludge: the header's address fields say which part of the file goes where.
-bool load_aout(const std::vector<uint8_t>& f, const MultibootHeader& h, std::vector<uint8_t>& image, std::string& error) {
+bool load_aout(const std::vector<uint8_t>& f, const MultibootHeader& h, std::vector<uint8_t>& image, uint64_t ram_end,
+               std::string& error) {
     if (h.header_addr < h.load_addr) {
         error = "multiboot header: header_addr is below load_addr";
         return false;
@@ -127,6 +134,13 @@ bool load_aout(const std::vector<uint8_t>& f, const MultibootHeader& h, std::vec
             return false;
         }
         kernel_size = h.bss_end_addr - h.load_addr;
+    }
+    if (uint64_t(h.load_addr) + kernel_size > ram_end) {  // checked before the image is allocated
+        error = fmt::format("multiboot kernel needs 0x{:x}..0x{:x} (load_addr to {}), beyond the end of guest RAM "
+                            "at 0x{:x}",
+                            h.load_addr, uint64_t(h.load_addr) + kernel_size,
+                            h.bss_end_addr ? "bss_end_addr" : "the end of the loaded image", ram_end);
+        return false;
     }
     image.assign(kernel_size, 0);
     std::memcpy(image.data(), f.data() + text_offset, load_size);
@@ -175,7 +189,8 @@ std::vector<std::string> split_module_list(const std::string& list) {
 }
 
 bool build_multiboot(const std::vector<uint8_t>& file, const std::string& kernel_name, const std::string& cmdline,
-                     const std::string& modules, const FileReader& read, MultibootImage& out, std::string& error) {
+                     const std::string& modules, const FileReader& read, MultibootImage& out, std::string& error,
+                     uint64_t ram_end) {
     out = MultibootImage{};
     MultibootHeader h;
     if (!find_multiboot_header(file, h)) {
@@ -185,10 +200,10 @@ bool build_multiboot(const std::vector<uint8_t>& file, const std::string& kernel
     if (h.flags & mb::kVideoMode) out.notes.push_back("the multiboot kernel asks for a video mode; micro86 has no display");
     std::vector<uint8_t> image;
     if (h.flags & mb::kAoutKludge) {
-        if (!load_aout(file, h, image, error)) return false;
+        if (!load_aout(file, h, image, ram_end, error)) return false;
         out.load_addr = h.load_addr;
         out.entry = h.entry_addr;
-    } else if (!load_elf32(file, out.load_addr, image, out.entry, error)) {
+    } else if (!load_elf32(file, out.load_addr, image, out.entry, ram_end, error)) {
         return false;
     }
 
@@ -222,8 +237,9 @@ bool build_multiboot(const std::vector<uint8_t>& file, const std::string& kernel
             return false;
         }
         uint64_t start = b.size();
-        if (out.load_addr + start + data.size() > (1ull << 32)) {
-            error = fmt::format("multiboot module '{}' does not fit below 4 GiB", path);
+        if (out.load_addr + start + data.size() > std::min<uint64_t>(ram_end, 1ull << 32)) {
+            error = fmt::format("multiboot module '{}' does not fit in guest RAM (below 0x{:x})", path,
+                                std::min<uint64_t>(ram_end, 1ull << 32));
             return false;
         }
         b.resize(page_align(start + data.size()), 0);

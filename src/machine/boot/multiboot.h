@@ -82,8 +82,12 @@ using FileReader = std::function<bool(const std::string& path, std::vector<uint8
 
 // The loader. `kernel_name` is the -kernel argument as given (it starts the kernel's command
 // line); `modules` is the -initrd argument ("" for none).
+// `ram_end` is the end of the guest RAM the image must fit below (the board passes its RAM below
+// 4 GiB): every size the header or the program headers claim is checked against it before
+// anything is allocated, so a 100-byte file cannot ask for gigabytes.
 bool build_multiboot(const std::vector<uint8_t>& file, const std::string& kernel_name, const std::string& cmdline,
-                     const std::string& modules, const FileReader& read, MultibootImage& out, std::string& error);
+                     const std::string& modules, const FileReader& read, MultibootImage& out, std::string& error,
+                     uint64_t ram_end = uint64_t(1) << 32);
 
 // Split a -initrd module list the way QEMU's get_opt_value does: ',' separates, ",," is a comma.
 std::vector<std::string> split_module_list(const std::string& list);
