@@ -445,9 +445,19 @@ bool Microvm::open_outputs(std::string& error) {
                 }
             }
         }
+        // A file that does not exist yet is named by its directory's identity and its own name,
+        // so "log" and "./log" are one file too.
+        auto where = [](const std::string& path) {
+            auto slash = path.rfind('/');
+            std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+            host::FileId d;
+            if (!host::file_id(dir, d)) return std::pair<host::FileId, std::string>{{}, path};
+            return std::pair<host::FileId, std::string>{d, path.substr(slash == std::string::npos ? 0 : slash + 1)};
+        };
         for (size_t j = 0; j < i; j++) {
             host::FileId other;
-            bool same = exists ? host::file_id(outs[j].path, other) && other == out_id : outs[j].path == outs[i].path;
+            bool same = exists ? host::file_id(outs[j].path, other) && other == out_id
+                               : where(outs[j].path) == where(outs[i].path);
             if (same) {
                 error = fmt::format("{}: the same file is already the output of {}; two outputs cannot share one file",
                                     outs[i].what, outs[j].what);

@@ -138,6 +138,10 @@ def main():
          "file,id=c,path=keep.txt", "-device", "virtio-serial-device", "-device", "virtconsole,chardev=c"],
          "two outputs cannot share one file", ["keep.txt"])
 
+    case("two outputs on one new file, spelled two ways", boot + ["-kernel", "hello.bin", "-serial", "file:new.txt",
+         "-chardev", "file,id=c,path=./new.txt", "-device", "virtio-serial-device", "-device",
+         "virtconsole,chardev=c"], "two outputs cannot share one file", absent=["new.txt"])
+
     # append=on appends; without it the file is replaced (after a successful start).
     with open("log.txt", "wb") as f:
         f.write(b"old\n")
