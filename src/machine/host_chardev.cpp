@@ -139,12 +139,16 @@ public:
     }
     bool open_output(std::string& error) override {
         if (fd_ >= 0) return true;
-        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append_ ? O_APPEND : O_TRUNC);
+        // O_NONBLOCK: a FIFO with no reader is an error now (ENXIO), not a start-up that waits
+        // for one for ever. Cleared once open: output then blocks as a file's does.
+        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | (append_ ? O_APPEND : O_TRUNC);
         fd_ = ::open(path_.c_str(), flags, 0644);
         if (fd_ < 0) {
-            error = "cannot open '" + path_ + "': " + std::strerror(errno);
+            error = "cannot open '" + path_ + "': " +
+                    (errno == ENXIO ? std::string("a FIFO with no reader") : std::string(std::strerror(errno)));
             return false;
         }
+        if (int fl = fcntl(fd_, F_GETFL); fl >= 0) fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
         return true;
     }
     void write(const uint8_t* data, size_t n) override {

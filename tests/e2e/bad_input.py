@@ -144,6 +144,9 @@ def main():
          "-chardev", "file,id=c,path=./new.txt", "-device", "virtio-serial-device", "-device",
          "virtconsole,chardev=c"], "two outputs cannot share one file", absent=["new.txt"])
 
+    case("serial file: a FIFO nobody reads", boot + ["-kernel", "hello.bin", "-serial", "file:fifo"],
+         "a FIFO with no reader")
+
     # append=on appends; without it the file is replaced (after a successful start).
     with open("log.txt", "wb") as f:
         f.write(b"old\n")
