@@ -10,6 +10,7 @@ usage: bad_input.py MICRO86_BINARY
 import fcntl
 import os
 import resource
+import shutil
 import signal
 import struct
 import subprocess
@@ -248,6 +249,8 @@ def main():
         skips += 1
         print("SKIP -m beyond host memory: this host has 1 TiB or more")
 
+    os.chdir("/")
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passes} passed, {len(failures)} failed, {skips} skipped")
     if failures:
         print("failed: " + ", ".join(failures))
