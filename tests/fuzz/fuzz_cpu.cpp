@@ -21,7 +21,7 @@ using namespace m86;
 namespace {
 constexpr size_t kRam = 8 << 20;  // covers the page tables, code at 1 MiB and the stack at 4 MiB
 constexpr size_t kMaxCode = 4096;
-constexpr uint64_t kMaxInsns = 5000;  // a REP turn (up to 1024 elements) counts as one
+constexpr uint64_t kMaxInsns = 2000;  // a REP turn (up to 1024 elements) counts as one
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
