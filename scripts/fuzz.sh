@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the libFuzzer harnesses (tests/fuzz) with clang in build-fuzz/ and run each for a fixed
-# time on its seed corpus tests/fuzz/corpus/NAME (CI runs this from scripts/test.sh).
-#   scripts/fuzz.sh                          every harness, 30 s each
-#   M86_FUZZ_SECONDS=3600 scripts/fuzz.sh net   a longer local run of one
+# time on its seed corpus tests/fuzz/corpus/NAME (CI runs this from scripts/test.sh; docs/fuzzing.md).
+#   scripts/fuzz.sh                               every harness (net cpu virtio fw_cfg devices), 30 s each
+#   scripts/fuzz.sh cpu virtio                    only those
+#   M86_FUZZ_SECONDS=3600 scripts/fuzz.sh net     a longer local run of one
 # New inputs that reach new code collect in build-fuzz/corpus-NAME (kept between local runs; the
 # tree's seeds are not touched). A crash, leak, sanitizer report or timeout fails the script and
 # leaves the input in build-fuzz/artifacts/; replay it with build-fuzz/tests/fuzz/fuzz_NAME FILE,
@@ -10,8 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${M86_FUZZ_SECONDS:-30}
-all=(net)
+all=(net cpu virtio fw_cfg devices)
 names=("${@:-${all[@]}}")
+for n in "${names[@]}"; do
+  if [[ ! -d tests/fuzz/corpus/$n ]]; then
+    echo "fuzz.sh: no harness '$n' (known: ${all[*]})" >&2
+    exit 2
+  fi
+done
 if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ not found (scripts/setup-deps.sh installs clang)" >&2
   exit 1

@@ -40,6 +40,13 @@ FwCfg::FwCfg(DmaMemory* dma) : dma_mem_(dma) {
 void FwCfg::reset() {
     select(kSignature);
     s_.dma_addr = 0;
+    op_ = {};  // a transfer in flight is dropped, as the guest that started it is gone
+    if (dma_timer_) dma_timer_->cancel();
+}
+
+void FwCfg::set_clock(Clock* clock) {
+    dma_timer_.reset();
+    if (clock) dma_timer_ = std::make_unique<Timer>(*clock, [this](uint64_t) { dma_turn(); });
 }
 
 void FwCfg::set(uint16_t key, std::vector<uint8_t> data) {
@@ -154,43 +161,71 @@ void FwCfg::DmaPort::write(uint64_t offset, unsigned size, uint64_t value) {
 void FwCfg::dma_transfer() {
     uint64_t at = s_.dma_addr;
     s_.dma_addr = 0;  // the register reads as 0 after an operation
+    if (op_.active) dma_complete(op_.result | kDmaError);  // a driver that did not wait: fail the old one
     uint8_t raw[kDmaAccessSize];
-    uint8_t status[4];
     if (!dma_mem_->read(at, raw, sizeof raw)) {
+        uint8_t status[4];
         put_be(status, kDmaError, 4);
         dma_mem_->write(at, status, 4);
         return;
     }
     uint32_t control = uint32_t(get_be(raw, 4));
-    uint32_t length = uint32_t(get_be(raw + 4, 4));
-    uint64_t addr = get_be(raw + 8, 8);
+    op_ = {};
+    op_.at = at;
+    op_.length = uint32_t(get_be(raw + 4, 4));
+    op_.addr = get_be(raw + 8, 8);
     if (control & kDmaSelect) select(uint16_t(control >> 16));
-    bool read = control & kDmaRead, write = !read && (control & kDmaWrite);
-    if (!read && !write && !(control & kDmaSkip)) length = 0;
-    uint32_t result = 0;
-    Item* it = lookup(s_.selector);
-    while (length > 0 && !(result & kDmaError)) {
+    op_.read = control & kDmaRead;
+    op_.write = !op_.read && (control & kDmaWrite);
+    if (!op_.read && !op_.write && !(control & kDmaSkip)) op_.length = 0;
+    op_.active = true;
+    if (dma_timer_) {
+        dma_turn();
+    } else {
+        while (op_.active) dma_turn();
+    }
+}
+
+// One turn of the transfer in flight: at most kDmaPerTurn bytes of guest memory read or written.
+void FwCfg::dma_turn() {
+    if (!op_.active) return;
+    uint64_t budget = kDmaPerTurn;
+    while (op_.length > 0 && !(op_.result & kDmaError) && budget > 0) {
+        Item* it = lookup(s_.selector);  // looked up each time: the guest may have changed the selection
         uint64_t avail = it && s_.offset < it->data.size() ? it->data.size() - s_.offset : 0;
         uint64_t len;
         if (avail == 0) {
             // Past the end (or nothing selected): reads give zeros, writes fail, skips just count.
-            len = length;
-            if (read && !dma_mem_->fill(addr, 0, len)) result |= kDmaError;
-            if (write) result |= kDmaError;
+            len = op_.read ? std::min<uint64_t>(op_.length, budget) : op_.length;
+            if (op_.read && !dma_mem_->fill(op_.addr, 0, len)) op_.result |= kDmaError;
+            if (op_.write) op_.result |= kDmaError;
         } else {
-            len = std::min<uint64_t>(length, avail);
-            if (read && !dma_mem_->write(addr, it->data.data() + s_.offset, len)) result |= kDmaError;
+            len = std::min<uint64_t>(op_.length, avail);
             // A write must fit the item entirely and the item must be writable.
-            if (write &&
-                (!it->writable || len != length || !dma_mem_->read(addr, it->data.data() + s_.offset, len)))
-                result |= kDmaError;
+            if (op_.write && (!it->writable || len != op_.length)) op_.result |= kDmaError;
+            if (op_.read || op_.write) len = std::min(len, budget);
+            if (op_.read && !dma_mem_->write(op_.addr, it->data.data() + s_.offset, len)) op_.result |= kDmaError;
+            if (op_.write && !(op_.result & kDmaError) && !dma_mem_->read(op_.addr, it->data.data() + s_.offset, len))
+                op_.result |= kDmaError;
             s_.offset += uint32_t(len);
         }
-        addr += len;
-        length -= uint32_t(len);
+        if (op_.read || op_.write) budget -= std::min(budget, len);
+        op_.addr += len;
+        op_.length -= uint32_t(len);
     }
+    if (op_.length > 0 && !(op_.result & kDmaError)) {
+        if (dma_timer_) dma_timer_->arm(dma_timer_->clock().now() + kDmaTurnNs);
+        return;
+    }
+    dma_complete(op_.result);
+}
+
+void FwCfg::dma_complete(uint32_t result) {
+    uint8_t status[4];
     put_be(status, result, 4);
-    dma_mem_->write(at, status, 4);
+    dma_mem_->write(op_.at, status, 4);
+    op_ = {};
+    if (dma_timer_) dma_timer_->cancel();
 }
 
 const std::vector<uint8_t>* FwCfg::item(uint16_t key) const {

@@ -21,14 +21,23 @@
 // checks every guest address: a transfer touching memory that is not guest RAM sets the error bit
 // and never reaches the host. Writes through DMA are allowed only to items added as writable,
 // within their size.
+//
+// Bounded work: one transfer moves at most fwcfg::kDmaPerTurn bytes per OUT. With a clock
+// (set_clock: the board's), a longer one continues from a Timer on later turns of the run loop, and
+// the control word is written (0, or the error bit) only when it is done: the guest polls it, as
+// QEMU's fw_cfg.rst allows ("otherwise, the transfer is still in progress"; Linux and qboot poll).
+// A new transfer started while one is in flight ends the old one with the error bit. Without a
+// clock (unit tests) a transfer completes inside the OUT.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "devices/clock.h"
 #include "devices/device.h"
 
 namespace m86::dev {
@@ -82,6 +91,9 @@ constexpr unsigned kDmaAccessSize = 16;  // be32 control, be32 length, be64 addr
 constexpr char kDmaSignature[9] = "QEMU CFG";
 // Port offsets.
 constexpr unsigned kDmaAddrHigh = 0, kDmaAddrLow = 4;
+// Bytes of guest memory one DMA turn reads or writes, and the virtual time between turns.
+constexpr uint64_t kDmaPerTurn = 4ull << 20;
+constexpr uint64_t kDmaTurnNs = 1000;
 }  // namespace fwcfg
 
 class FwCfg {
@@ -99,6 +111,10 @@ class FwCfg {
     Device& io() { return io_; }
     Device& dma() { return dma_port_; }
     bool has_dma() const { return dma_mem_ != nullptr; }
+    // The clock long DMA transfers continue on (see the file comment).
+    void set_clock(Clock* clock);
+    // A DMA transfer is in flight (its next turn is scheduled).
+    bool dma_busy() const { return op_.active; }
 
     // Numbered items (add or replace).
     void set(uint16_t key, std::vector<uint8_t> data);
@@ -144,6 +160,17 @@ class FwCfg {
     uint8_t read_data();
     void rebuild_directory();
     void dma_transfer();
+    void dma_turn();
+    void dma_complete(uint32_t result);
+
+    // The DMA transfer in flight: where its FWCfgDmaAccess is, what it does, what is left.
+    struct DmaOp {
+        bool active = false, read = false, write = false;
+        uint64_t at = 0, addr = 0;
+        uint32_t length = 0, result = 0;
+    };
+    DmaOp op_;
+    std::unique_ptr<Timer> dma_timer_;
 
     State s_;
     DmaMemory* dma_mem_;

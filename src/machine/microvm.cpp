@@ -170,6 +170,7 @@ bool Microvm::build(std::string& error) {
     using namespace layout;
     dma_ = std::make_unique<PhysDma>(*this);
     fw_cfg_ = std::make_unique<dev::FwCfg>(dma_.get());
+    fw_cfg_->set_clock(&clock_);  // long DMA transfers continue on later turns of the run loop
     try {
         // The I/O APIC and the APIC bus.
         ioapic_ = std::make_unique<dev::Ioapic>(&apic_bus_, uint8_t(cfg_.cpus + 1));  // ID as in the MP table

@@ -241,6 +241,7 @@ std::unique_ptr<VirtioSlots> VirtioSlots::create(const VmConfig& cfg, const Wiri
         auto t = std::make_unique<VirtioMmio>(*dev, *w.dma, dev::IrqLine{w.isa_irq, irq}, vc.force_legacy);
         std::string name = fmt::format("{}@0x{:x}", dev->name(), base);
         t->set_log([name](const std::string& m) { fmt::print(stderr, "micro86: {}: {}\n", name, m); });
+        t->set_clock(w.clock);  // large requests continue on later turns of the run loop
         im.slots[d.slot] = t.get();
         im.devices.push_back(std::move(dev));
         im.transports.push_back(std::move(t));

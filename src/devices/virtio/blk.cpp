@@ -57,20 +57,38 @@ VirtioBlk::VirtioBlk(BlockBackend& backend, std::string serial)
 void VirtioBlk::notify(unsigned index) {
     if (index != 0) return;
     Virtqueue& q = transport().queue(0);
-    Chain c;
+    uint64_t budget = kWorkPerTurn;
     bool any = false;
-    while (q.pop(c) == Virtqueue::Pop::Ok) {
-        uint8_t status;
-        if (!handle(c, status)) return;
+    for (;;) {
+        if (!io_.active) {
+            if (budget == 0) {  // more requests may wait: take them on the next turn
+                transport().defer(0);
+                break;
+            }
+            if (q.pop(io_.chain) != Virtqueue::Pop::Ok) break;
+            io_.active = true;
+            if (!start()) return;
+            budget -= std::min<uint64_t>(budget, kSectorSize);  // each request costs something
+        }
+        if (io_.rw && !transfer(budget)) return;
+        if (io_.rw) {  // budget spent with data left: continue on the next turn
+            transport().defer(0);
+            break;
+        }
+        if (!finish()) return;
         // As QEMU: the used length is the whole device-writable part (data + status).
-        if (!q.push(c.head, uint32_t(c.writable_len))) return;
+        const Chain& c = io_.chain;
+        bool pushed = q.push(c.head, uint32_t(c.writable_len));
+        io_ = {};
+        if (!pushed) return;
         any = true;
     }
     if (any) transport().used(0);
 }
 
-bool VirtioBlk::handle(const Chain& c, uint8_t& status) {
+bool VirtioBlk::start() {
     DmaMemory& dma = transport().dma();
+    const Chain& c = io_.chain;
     if (c.readable_len < kHeaderSize || c.writable_len < 1) {
         transport().fail("request without a 16-byte header or a status byte");
         return false;
@@ -83,9 +101,10 @@ bool VirtioBlk::handle(const Chain& c, uint8_t& status) {
     const uint32_t type = uint32_t(le(h, 4));
     const uint64_t sector = le(h + 8, 8);
     bool ok = true;
+    uint8_t& status = io_.status;
     switch (type) {
-        case kTIn: status = rw(c, false, sector, ok); break;
-        case kTOut: status = rw(c, true, sector, ok); break;
+        case kTIn: status = start_rw(c, false, sector); break;
+        case kTOut: status = start_rw(c, true, sector); break;
         case kTFlush: status = backend_.flush() ? kSOk : kSIoErr; break;
         case kTGetId: {
             // 5.2.6: 20 bytes, NUL-padded when the serial is shorter.
@@ -105,29 +124,54 @@ bool VirtioBlk::handle(const Chain& c, uint8_t& status) {
             break;
         default: status = kSUnsupp; break;
     }
-    if (ok) ok = write_bytes(dma, c.writable, c.writable_len - 1, &status, 1);
     if (!ok) transport().fail("request buffer not in guest RAM");
     return ok;
 }
 
-uint8_t VirtioBlk::rw(const Chain& c, bool write, uint64_t sector, bool& ok) {
-    DmaMemory& dma = transport().dma();
+bool VirtioBlk::finish() {
+    const Chain& c = io_.chain;
+    if (write_bytes(transport().dma(), c.writable, c.writable_len - 1, &io_.status, 1)) return true;
+    transport().fail("request buffer not in guest RAM");
+    return false;
+}
+
+uint8_t VirtioBlk::start_rw(const Chain& c, bool write, uint64_t sector) {
     const uint64_t len = write ? c.readable_len - kHeaderSize : c.writable_len - 1;
     if (len % kSectorSize || !range_ok(sector, len / kSectorSize)) return kSIoErr;
     if (write && backend_.read_only()) return kSIoErr;
-    const uint64_t base = sector * kSectorSize;
-    for (uint64_t pos = 0; pos < len;) {
-        size_t n = size_t(std::min<uint64_t>(len - pos, bounce_.size()));
-        if (write) {
-            if (!read_bytes(dma, c.readable, kHeaderSize + pos, bounce_.data(), n)) return ok = false, kSIoErr;
-            if (!backend_.write(base + pos, bounce_.data(), n)) return kSIoErr;
-        } else {
-            if (!backend_.read(base + pos, bounce_.data(), n)) return kSIoErr;
-            if (!write_bytes(dma, c.writable, pos, bounce_.data(), n)) return ok = false, kSIoErr;
-        }
-        pos += n;
-    }
+    io_.rw = len > 0, io_.write = write;
+    io_.base = sector * kSectorSize, io_.len = len, io_.pos = 0;
     return kSOk;
+}
+
+bool VirtioBlk::transfer(uint64_t& budget) {
+    DmaMemory& dma = transport().dma();
+    const Chain& c = io_.chain;
+    while (io_.pos < io_.len && budget > 0) {
+        size_t n = size_t(std::min<uint64_t>({io_.len - io_.pos, bounce_.size(), budget}));
+        bool host_ok;
+        if (io_.write) {
+            if (!read_bytes(dma, c.readable, kHeaderSize + io_.pos, bounce_.data(), n)) {
+                transport().fail("request buffer not in guest RAM");
+                return false;
+            }
+            host_ok = backend_.write(io_.base + io_.pos, bounce_.data(), n);
+        } else {
+            host_ok = backend_.read(io_.base + io_.pos, bounce_.data(), n);
+            if (host_ok && !write_bytes(dma, c.writable, io_.pos, bounce_.data(), n)) {
+                transport().fail("request buffer not in guest RAM");
+                return false;
+            }
+        }
+        if (!host_ok) {  // the rest is not attempted: the request fails as a whole
+            io_.status = kSIoErr;
+            io_.rw = false;
+            return true;
+        }
+        io_.pos += n, budget -= n;
+    }
+    if (io_.pos == io_.len) io_.rw = false;
+    return true;
 }
 
 uint8_t VirtioBlk::discard_or_zero(const Chain& c, bool discard, bool& ok) {

@@ -5,7 +5,11 @@
 // sector - always in 512-byte units, 5.2.6) and any data the device reads, then the data the device
 // writes and, last, the one-byte status (OK / IOERR / UNSUPP). Types: IN, OUT, FLUSH, GET_ID (the
 // 20-byte serial), DISCARD and WRITE_ZEROES (16-byte segments: le64 sector, le32 num_sectors,
-// le32 flags with bit 0 = unmap). I/O is synchronous: a request completes inside the notification.
+// le32 flags with bit 0 = unmap). I/O is synchronous, in bounded turns: one notification moves at
+// most virtio::kWorkPerTurn bytes. A longer read or write (a request may be 4 GiB) stays in flight
+// - the device remembers the chain and how far it got - and the transport calls notify() again on
+// a later turn (VirtioTransport::defer); the request completes (status, used ring, interrupt) when
+// its last byte has moved. Requests complete in ring order; a reset drops the one in flight.
 //
 // Offered features: SEG_MAX, BLK_SIZE, FLUSH (a flush reaches the disk through the backend's
 // flush, i.e. fsync), RO for read-only backends, and DISCARD / WRITE_ZEROES only when the backend
@@ -79,13 +83,29 @@ public:
     unsigned num_queues() const override { return 1; }
     uint16_t queue_max_size(unsigned) const override { return virtio::blk::kQueueSize; }
     void notify(unsigned index) override;
+    void reset() override { io_ = {}; }
 
     uint64_t capacity() const { return capacity_; }  // in 512-byte sectors
+    // A read or write is in flight (waiting for its next turn).
+    bool busy() const { return io_.active; }
 
 private:
-    // Returns false if the transport failed (DMA error reported).
-    bool handle(const virtio::Chain& c, uint8_t& status);
-    uint8_t rw(const virtio::Chain& c, bool write, uint64_t sector, bool& ok);
+    // The request being processed: its chain, and for IN/OUT the data still to move.
+    struct InFlight {
+        bool active = false;
+        virtio::Chain chain;
+        bool rw = false, write = false;  // a read/write with data still to move
+        uint64_t base = 0, len = 0, pos = 0;
+        uint8_t status = 0;
+    };
+    // Parses io_.chain and runs everything but the data of a read/write. Returns false if the
+    // transport failed (DMA error reported).
+    bool start();
+    // Moves read/write data, at most `budget` bytes (decremented). Returns false if the transport failed.
+    bool transfer(uint64_t& budget);
+    // Writes the status byte. Returns false if the transport failed.
+    bool finish();
+    uint8_t start_rw(const virtio::Chain& c, bool write, uint64_t sector);
     uint8_t discard_or_zero(const virtio::Chain& c, bool discard, bool& ok);
     bool range_ok(uint64_t sector, uint64_t sectors) const {
         return sector <= capacity_ && sectors <= capacity_ - sector;
@@ -96,6 +116,7 @@ private:
     uint64_t capacity_;
     uint64_t features_;
     std::vector<uint8_t> bounce_;
+    InFlight io_;
 };
 
 }  // namespace m86::dev

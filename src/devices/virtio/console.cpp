@@ -61,20 +61,34 @@ void VirtioConsole::deliver_input() {
 void VirtioConsole::transmit() {
     Virtqueue& q = transport().queue(kTxQueue);
     bool any = false;
-    Chain c;
-    while (q.pop(c) == Virtqueue::Pop::Ok) {
-        for (uint64_t pos = 0; pos < c.readable_len;) {
-            size_t n = size_t(std::min<uint64_t>(c.readable_len - pos, kOutputChunk));
+    uint64_t budget = kWorkPerTurn;
+    for (;;) {
+        if (!tx_active_) {
+            if (budget == 0) {  // more chains may wait: the next turn takes them
+                transport().defer(kTxQueue);
+                break;
+            }
+            if (q.pop(tx_) != Virtqueue::Pop::Ok) break;
+            tx_active_ = true, tx_pos_ = 0;
+        }
+        while (tx_pos_ < tx_.readable_len && budget > 0) {
+            size_t n = size_t(std::min<uint64_t>({tx_.readable_len - tx_pos_, kOutputChunk, budget}));
             buf_.resize(n);
-            if (!read_bytes(transport().dma(), c.readable, pos, buf_.data(), n)) {
+            if (!read_bytes(transport().dma(), tx_.readable, tx_pos_, buf_.data(), n)) {
                 transport().fail("transmit buffer not in guest RAM");
                 return;
             }
             if (backend_) backend_->write(buf_.data(), n);
-            pos += n;
+            tx_pos_ += n, budget -= n;
         }
-        if (!q.push(c.head, 0)) return;
+        if (tx_pos_ < tx_.readable_len) {  // budget spent: the rest on the next turn
+            transport().defer(kTxQueue);
+            break;
+        }
+        tx_active_ = false;
+        if (!q.push(tx_.head, 0)) return;
         any = true;
+        budget -= std::min<uint64_t>(budget, 64);  // each chain costs something, even an empty one
     }
     if (any) transport().used(kTxQueue);
 }

@@ -6,7 +6,9 @@
 // Offered features: EMERG_WRITE (a 32-bit write to config emerg_wr outputs one character, usable
 // before the queues are set up) and SIZE when the board gives a terminal size (cols, rows).
 //
-// Output goes to an injected ConsoleBackend at once. Input is pushed by the board with input():
+// Output goes to an injected ConsoleBackend at once, in bounded turns: one notification passes at
+// most virtio::kWorkPerTurn bytes; the rest of a long write (a chain may hold 4 GiB) waits for the
+// next turn (VirtioTransport::defer) and the chain is returned when all of it is out. Input is pushed by the board with input():
 // bytes are copied into the receive buffers the driver posted; what does not fit waits in a
 // bounded buffer (kInputBuffer bytes; input() returns how many bytes it took, so the board keeps the
 // rest - backpressure instead of loss) and is delivered when the driver posts more buffers. Pending
@@ -50,6 +52,7 @@ public:
     unsigned num_queues() const override { return 2; }
     uint16_t queue_max_size(unsigned) const override { return virtio::console::kQueueSize; }
     void notify(unsigned index) override;
+    void reset() override { tx_active_ = false, tx_pos_ = 0; }
     void write_config(unsigned offset, const uint8_t* data, unsigned size) override;
 
     // Host input for the guest. Returns the number of bytes taken (the rest did not fit).
@@ -68,6 +71,10 @@ private:
     uint64_t features_;
     std::deque<uint8_t> pending_;
     std::vector<uint8_t> buf_;
+    // The transmit chain being written out, and how much of it is done.
+    virtio::Chain tx_;
+    bool tx_active_ = false;
+    uint64_t tx_pos_ = 0;
 };
 
 }  // namespace m86::dev

@@ -39,6 +39,26 @@ void VirtioMmio::log(const std::string& msg) {
     if (log_) log_(msg);
 }
 
+void VirtioMmio::set_clock(Clock* clock) {
+    defer_timer_.reset();
+    if (clock) defer_timer_ = std::make_unique<Timer>(*clock, [this](uint64_t) { run_deferred(); });
+}
+
+void VirtioMmio::defer(unsigned queue) {
+    if (queue >= queues_.size() || queue >= 32) return;
+    deferred_ |= 1u << queue;
+    if (defer_timer_ && !defer_timer_->armed()) defer_timer_->arm(defer_timer_->clock().now() + kDeferNs);
+}
+
+bool VirtioMmio::run_deferred() {
+    // Each notify() may defer again (its next budget spent too): that re-arms the timer.
+    uint32_t pending = deferred_;
+    deferred_ = 0;
+    for (unsigned i = 0; i < queues_.size(); i++)
+        if ((pending & (1u << i)) && active() && queues_[i].ready()) dev_.notify(i);
+    return deferred_ != 0;
+}
+
 void VirtioMmio::update_irq() {
     bool level = s_.isr != 0;
     if (level != irq_level_) {
@@ -89,6 +109,8 @@ void VirtioMmio::reset() {
     fresh.config_generation = s_.config_generation;
     s_ = fresh;
     for (auto& q : queues_) q.reset();
+    deferred_ = 0;  // the device drops its in-flight work in reset()
+    if (defer_timer_) defer_timer_->cancel();
     update_features();
     dev_.reset();
     update_irq();

@@ -35,6 +35,15 @@
 //     mmio_bus.map(kVirtioMmioBase + i * kMmioSize, kMmioSize, &mmio, "virtio-mmio");
 // Device work happens synchronously inside the guest's QueueNotify / Status writes, and inside the
 // host-side calls the board makes (VirtioNet::receive from a network backend, VirtioConsole::input).
+//
+// Bounded work: one notification does at most about kWorkPerTurn bytes of data movement (a device
+// counts what it copies). A device with more to do (a 4 GiB disk request, a long run of requests, a
+// huge console write) keeps its place and calls defer(queue); the transport then calls notify(queue)
+// again on a later turn of the board's run loop - from a Timer kDeferNs ahead on the Clock given with
+// set_clock() (so deterministic mode stays deterministic), or, without a clock, when the owner calls
+// run_deferred() (tests, fuzzers). The guest sees the request complete (used ring + interrupt) only
+// when all of it is done, as on a real disk that takes time; vCPUs, timers and host I/O run between
+// the chunks.
 #pragma once
 
 #include <array>
@@ -44,6 +53,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/clock.h"
 #include "devices/device.h"
 #include "devices/virtio/virtqueue.h"
 
@@ -66,6 +76,12 @@ constexpr uint64_t kMmioSize = 0x200;          // microvm spaces its transports 
 constexpr uint32_t kMagic = 0x74726976;        // "virt"
 constexpr uint32_t kVendorQemu = 0x554d4551;   // "QEMU", what QEMU's transports report
 constexpr uint32_t kVersionLegacy = 1, kVersionModern = 2;
+
+// Bounded work per guest operation (see the file comment): data bytes a device moves per turn, and
+// how far ahead on the virtual clock the next turn is scheduled (> 0: a timer re-armed at now()
+// would run again inside the same Clock::run_due()).
+constexpr uint64_t kWorkPerTurn = 4ull << 20;
+constexpr uint64_t kDeferNs = 1000;
 
 // 2.1 device status bits.
 constexpr uint32_t kStatusAcknowledge = 1, kStatusDriver = 2, kStatusDriverOk = 4, kStatusFeaturesOk = 8,
@@ -105,6 +121,9 @@ public:
     virtual void fail(const std::string& msg) = 0;
     // A diagnostic line (the device's name is prefixed).
     virtual void log(const std::string& msg) = 0;
+    // The device stopped processing `queue` with work left (its kWorkPerTurn budget spent): call
+    // notify(queue) again on a later turn, if the transport is still active then.
+    virtual void defer(unsigned queue) = 0;
 };
 
 // A virtio device type. The transport calls these; the device answers through transport().
@@ -165,6 +184,13 @@ public:
 
     // Where diagnostics go; the default prints "micro86: <name>: <msg>" to stderr.
     void set_log(LogFn fn) { log_ = std::move(fn); }
+    // The clock deferred device work is scheduled on (the board's). Without one, deferred work
+    // waits for run_deferred().
+    void set_clock(Clock* clock);
+    // Whether a device deferred work, and running it now (what the clock's timer does). Returns
+    // whether work is still deferred afterwards.
+    bool deferred() const { return deferred_ != 0; }
+    bool run_deferred();
     bool legacy() const { return legacy_; }
     // All feature bits offered to the driver.
     uint64_t offered() const;
@@ -192,6 +218,7 @@ public:
     void config_changed() override;
     void fail(const std::string& msg) override;
     void log(const std::string& msg) override;
+    void defer(unsigned queue) override;
 
 private:
     uint32_t read_reg(unsigned offset);
@@ -212,6 +239,8 @@ private:
     LogFn log_;
     bool irq_level_ = false;
     unsigned error_logs_ = 0;
+    uint32_t deferred_ = 0;  // bit i: queue i has deferred work
+    std::unique_ptr<Timer> defer_timer_;
 };
 
 }  // namespace m86::dev::virtio
