@@ -287,6 +287,7 @@ Block* Cpu::find_block_slow(uint64_t lin, JumpEntry& e) {
 }
 
 void Cpu::code_page_written(uint64_t page) {
+    side_effect();  // (the JIT checker cannot undo an invalidation: that block runs unchecked)
     code_->invalidate_page(page);
     exit_request = true;  // the running block may be stale now
 }
@@ -367,7 +368,7 @@ StopReason Cpu::run_blocks(uint64_t limit) {
             jit_block_ = b;
             jit_lin_ = lin;
             ++host_entries;
-            const uint32_t ran = b->host(*this);
+            const uint32_t ran = jit_check ? run_host_checked(b) : b->host(*this);
             b = jit_block_;
             lin = jit_lin_;
             i = b->insns.data() + ran;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cpu/bus.h"
 #include "cpu/flags.h"
@@ -186,7 +187,7 @@ public:
         exit_request = true;
     }
     // Time-stamp counter as RDTSC sees it (the bus's clock plus the guest's IA32_TSC writes).
-    uint64_t tsc() { return bus.tsc(icount) + s.tsc_offset; }
+    uint64_t tsc() { return (side_effect(), bus.tsc(icount)) + s.tsc_offset; }
     // An implicit supervisor access is in progress (descriptor tables, IDT, TSS, delivery stacks:
     // sys.h): SMAP applies whatever RFLAGS.AC says. Cleared by update_mode().
     bool implicit_access = false;
@@ -326,6 +327,7 @@ public:
     // them stay (SDM Vol. 3, 4.10.4.1), so kernel code and data survive a context switch.
     void tlb_flush(bool keep_global = false);
     void tlb_flush_page(uint64_t lin);
+    void tlb_flush_writes();  // drop every write translation (the JIT checker's interpreter run)
     // Fill the TLB entry of `lin` in the current context (read or write side) with host page `host`
     // (physical page `page`).
     void tlb_fill(bool write, uint64_t lin, uint8_t* host, uint64_t page);
@@ -348,6 +350,32 @@ public:
     // Host pointer for an instruction fetch from linear `lin`, with the physical page it maps.
     const uint8_t* fetch_ptr(uint64_t lin, uint64_t* phys_page);
 
+    // ---- JIT lockstep checker (jit_check.cpp) ----------------------------------------------
+    // With jit_check set, every run of host code is checked: the block runs first through the
+    // interpreter (its memory writes logged and then undone), then through its host code from the
+    // same state, and the two results must agree in every register, flag, the retired count, the
+    // fault raised, and the bytes the interpreter wrote. Blocks that touch MMIO, ports, board MSRs
+    // or the TSC cannot run twice: the interpreter's run stops before the access and the block runs
+    // unchecked (jit_unchecked counts them). A mismatch calls on_jit_mismatch (default: print the
+    // report to stderr and abort).
+    bool jit_check = false;
+    uint64_t jit_checked = 0, jit_unchecked = 0;
+    void (*on_jit_mismatch)(const std::string& report) = nullptr;
+    // A memory write the interpreter made during a check: where, and the bytes before and after.
+    struct WriteRecord {
+        uint8_t* host;
+        std::vector<uint8_t> before, after;
+    };
+    std::vector<WriteRecord>* check_log = nullptr;  // non-null while the checker's interpreter runs
+    void log_write(uint8_t* host, size_t n) {
+        check_log->push_back(WriteRecord{host, std::vector<uint8_t>(host, host + n), {}});
+    }
+    // Before an access with effects outside the CPU and RAM (MMIO, ports, board MSRs, time).
+    void side_effect() {
+        if (check_abort_) [[unlikely]]
+            std::longjmp(*check_abort_, 1);
+    }
+
     // ---- code cache --------------------------------------------------------------------------
     CodeCache& code() { return *code_; }
     const CodeCache& code() const { return *code_; }
@@ -368,6 +396,9 @@ private:
     Block* find_block_slow(uint64_t lin, JumpEntry& e);
     void link_block(Block* from, uint64_t from_page, uint64_t lin, uint64_t tag, Block* to);
     StopReason run_blocks(uint64_t limit);
+    uint32_t run_host_checked(Block* b);  // jit_check.cpp
+    std::jmp_buf* check_abort_ = nullptr;
+    std::vector<WriteRecord> check_writes_;  // the checker's write log, kept for its capacity  // the checker's interpreter run stops there at side_effect()
     void handle_fault();
     // Exception/interrupt plumbing (exceptions.cpp).
     void service_events();           // at an instruction boundary, with attention_ or TF set

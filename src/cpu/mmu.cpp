@@ -58,6 +58,17 @@ void Cpu::tlb_fill(bool write, uint64_t lin, uint8_t* host, uint64_t page) {
     e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page | (g ? kTlbGlobal : 0)};
 }
 
+void Cpu::tlb_flush_writes() {
+    if (tlb_log_[0].full || tlb_log_[1].full) {
+        for (auto& ctx : tlb_w)
+            for (auto& e : ctx) e = TlbEntry{};
+    } else {
+        for (auto& log : tlb_log_)
+            for (unsigned k = 0; k < log.n; k++)
+                if (log.id[k] >> 10) tlb_entry(log.id[k]) = TlbEntry{};
+    }
+}
+
 // INVLPG semantics: drop every translation of the page containing `lin` whatever its size. The
 // software TLB keeps 4 KiB pieces of large pages, and their size is not recorded, so every entry in
 // the surrounding 1 GiB (the largest page size) goes (invalidating more than asked is allowed).
@@ -135,7 +146,7 @@ uint64_t Cpu::translate(uint64_t lin, Access acc, bool user) {
         uint8_t* page = bus.page_ptr(pa & kPageMask, true);
         uint64_t v = 0;
         if (page) std::memcpy(&v, page + (pa & ~kPageMask), wide ? 8 : 4);
-        else v = bus.mmio_read(pa, wide ? 8 : 4);
+        else v = (side_effect(), bus.mmio_read(pa, wide ? 8 : 4));
         used[n++] = Used{page, pa, v, wide};
         return v;
     };
@@ -256,7 +267,7 @@ bool pae_pdptes_valid(Cpu& c, uint64_t cr3) {
         uint64_t pa = (cr3 & 0xffffffe0) + k * 8;
         uint8_t* page = c.bus.page_ptr(pa & kPageMask, false);
         if (page) std::memcpy(&v[k], page + (pa & ~kPageMask), 8);
-        else v[k] = c.bus.mmio_read(pa, 8);
+        else v[k] = (c.side_effect(), c.bus.mmio_read(pa, 8));
         if ((v[k] & kPteP) && (v[k] & (0x1e6 | 0xfff0000000000000ull))) return false;
     }
     for (unsigned k = 0; k < 4; k++) c.pae_pdpte[k] = v[k];
@@ -279,6 +290,7 @@ static void read_page(Cpu& c, uint64_t lin, uint8_t* dst, unsigned size, Access 
         unsigned n = size - off >= 8 && !((phys + off) & 7) ? 8 : size - off >= 4 && !((phys + off) & 3) ? 4
                      : size - off >= 2 && !((phys + off) & 1)                               ? 2
                                                                                             : 1;
+        c.side_effect();
         uint64_t v = c.bus.mmio_read(phys + off, n);
         std::memcpy(dst + off, &v, n);
         off += n;
@@ -317,7 +329,10 @@ static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) 
     uint64_t page = phys & kPageMask;
     if (uint8_t* host = c.bus.page_ptr(page, true)) {
         if (c.code().page_has_code(page)) c.code_page_written(page);
-        if (!c.ac_check) c.tlb_fill(true, lin, host, page);
+        if (c.check_log) [[unlikely]]
+            c.log_write(host + (phys & ~kPageMask), size);  // (and no TLB fill: every write logged)
+        else if (!c.ac_check)
+            c.tlb_fill(true, lin, host, page);
         std::memcpy(host + (phys & ~kPageMask), src, size);
         return;
     }
@@ -327,6 +342,7 @@ static void write_page(Cpu& c, uint64_t lin, const uint8_t* src, unsigned size) 
                                                                                             : 1;
         uint64_t v = 0;
         std::memcpy(&v, src + off, n);
+        c.side_effect();
         c.bus.mmio_write(phys + off, n, v);
         off += n;
     }
@@ -351,7 +367,10 @@ uint8_t* Cpu::host_ptr(uint64_t lin, Access acc) {
     uint8_t* host = bus.page_ptr(page, write);
     if (!host) return nullptr;  // MMIO: the caller takes its element-wise path
     if (write && code_->page_has_code(page)) code_page_written(page);
-    if (acc != Access::Exec && !ac_check) tlb_fill(write, lin, host, page);
+    if (write && check_log) [[unlikely]]
+        log_write(host, kPageSize);  // the caller may write anywhere in the page
+    else if (acc != Access::Exec && !ac_check)
+        tlb_fill(write, lin, host, page);
     return host + (lin & ~kPageMask);
 }
 

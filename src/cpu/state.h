@@ -56,11 +56,13 @@ struct SegReg {
                               kL = 1u << 13, kDB = 1u << 14, kG = 1u << 15;
     unsigned dpl() const { return (attr >> 5) & 3; }
     bool present() const { return attr & kP; }
+    bool operator==(const SegReg&) const = default;  // field by field: padding bytes never count
 };
 
 struct TableReg {  // GDTR/IDTR
     uint64_t base = 0;
     uint16_t limit = 0xffff;
+    bool operator==(const TableReg&) const = default;
 };
 
 // An 80-bit x87 register value: 64-bit significand with explicit integer bit, 15-bit exponent + sign.
@@ -92,6 +94,7 @@ struct X87State {
 
     unsigned top() const { return (fsw >> 11) & 7; }
     void set_top(unsigned t) { fsw = uint16_t((fsw & ~0x3800) | ((t & 7) << 11)); }
+    bool operator==(const X87State&) const = default;
 };
 
 // Architectural state of one logical CPU. Lazy arithmetic flags live in Cpu (flags.h), not here:
@@ -129,6 +132,8 @@ struct CpuState {
     uint32_t mxcsr = 0x1f80;
 
     unsigned cpl() const { return seg[CS].sel & 3; }
+    // Field by field (the struct has padding, so memcmp would compare garbage).
+    bool operator==(const CpuState&) const = default;
 };
 
 // Width helpers used by every handler: W is the operand size in bytes.

@@ -237,6 +237,7 @@ bool Microvm::build(std::string& error) {
             v->cpu->is_bsp = i == 0;
             v->cpu->stop_on_exception = false;
             v->cpu->return_on_yield = true;  // a long REP lets the loop below serve timers and input
+            v->cpu->jit_check = cfg_.jit_check;
             v->cpu->platform = v.get();
             dev::LapicConfig lc;
             lc.apic_id = i;
@@ -648,6 +649,11 @@ void Microvm::print_stats() const {
     uint64_t insns = 0;
     for (const auto& v : vcpus_) insns += v->cpu->icount;
     fmt::print(stderr, "micro86 stats: {} instructions retired on {} vCPU(s)\n", insns, vcpus_.size());
+    if (cfg_.jit_check) {
+        uint64_t ok = 0, un = 0;
+        for (const auto& v : vcpus_) ok += v->cpu->jit_checked, un += v->cpu->jit_unchecked;
+        fmt::print(stderr, "  jit-check: {} block runs checked, {} unchecked (MMIO, ports, MSRs, TSC)\n", ok, un);
+    }
     fmt::print(stderr, "  run loop: {} passes, {} idle waits, {} idle waits skipped for a pending wake-up\n",
                stats_.passes, stats_.idle_waits, stats_.idle_skipped);
     const cpu::CodeCache& code = vcpus_[0]->cpu->code();

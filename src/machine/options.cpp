@@ -32,6 +32,8 @@ const char* const kVmUsage =
     "  --direct-boot      load -kernel straight into RAM (bzImage, PVH ELF or multiboot), no firmware\n"
     "  --no-jit           interpret every block (the JIT is on by default where micro86 has one)\n"
     "  --stats            print run-loop and execution figures to stderr at exit\n"
+    "  --jit-check        run every JIT block also through the interpreter and compare (slow; aborts\n"
+    "                     on the first difference; best with -icount)\n"
     "  -no-reboot         exit instead of resetting when the guest reboots (triple fault)\n"
     "Devices and I/O:\n"
     "  -serial stdio|file:PATH|none|null|chardev:ID   the next ISA serial port's backend\n"
@@ -318,6 +320,8 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
             c.jit = false;
         } else if (a == "-stats") {
             c.stats = true;
+        } else if (a == "-jit-check") {
+            c.jit_check = true;
         } else if (a == "-device") {
             if (!value(v)) return std::nullopt;
             if (std::string e = parse_device(v, c); !e.empty()) return error = e, std::nullopt;

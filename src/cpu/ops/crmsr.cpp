@@ -107,7 +107,7 @@ constexpr uint64_t kPhysMask = ((1ull << cpuid::kPhysAddrBits) - 1) & ~0xfffull;
 }  // namespace
 
 bool read_msr(Cpu& c, uint32_t m, uint64_t& v) {
-    if (c.platform && c.platform->msr_read(m, &v)) return true;
+    if (c.platform && (c.side_effect(), c.platform->msr_read(m, &v))) return true;
     const CpuState& s = c.s;
     switch (m) {
         case msr::kTsc: v = c.tsc(); return true;
@@ -150,7 +150,7 @@ bool read_msr(Cpu& c, uint32_t m, uint64_t& v) {
 }
 
 bool write_msr(Cpu& c, uint32_t m, uint64_t v) {
-    if (c.platform && c.platform->msr_write(m, v)) return true;
+    if (c.platform && (c.side_effect(), c.platform->msr_write(m, v))) return true;
     CpuState& s = c.s;
     switch (m) {
         case msr::kTsc: {

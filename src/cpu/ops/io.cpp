@@ -37,12 +37,13 @@ uint64_t amask(unsigned asz) { return asz == 8 ? ~0ull : asz == 4 ? 0xfffffffful
 template <int W> void in(Cpu& c, const Insn& i) {
     uint16_t port = i.kind[1] == kOpImm ? uint16_t(i.imm & 0xff) : uint16_t(c.s.gpr[RDX]);
     check_io(c, port, W);
-    c.set_reg<W>(RAX, U<W>(c.bus.io_read(port, W)));
+    c.set_reg<W>(RAX, U<W>((c.side_effect(), c.bus.io_read(port, W))));
 }
 
 template <int W> void out(Cpu& c, const Insn& i) {
     uint16_t port = i.kind[0] == kOpImm ? uint16_t(i.imm & 0xff) : uint16_t(c.s.gpr[RDX]);
     check_io(c, port, W);
+    c.side_effect();
     c.bus.io_write(port, W, uint32_t(c.get_reg<W>(RAX)));
 }
 
@@ -63,7 +64,7 @@ template <int W> void ins(Cpu& c, const Insn& i) {
         uint64_t di = c.s.gpr[RDI] & m;
         uint64_t a = lin_of_w(c, seg, di);
         c.probe_write(a, W);
-        write<U<W>>(c, a, U<W>(c.bus.io_read(port, W)));
+        write<U<W>>(c, a, U<W>((c.side_effect(), c.bus.io_read(port, W))));
         set_index(c, RDI, di + step, i.asz);
         if (!rep) break;
         set_index(c, RCX, (c.s.gpr[RCX] & m) - 1, i.asz);
@@ -85,6 +86,7 @@ template <int W> void outs(Cpu& c, const Insn& i) {
         }
         uint64_t si = c.s.gpr[RSI] & m;
         U<W> v = read<U<W>>(c, lin_of(c, i.seg, si));
+        c.side_effect();
         c.bus.io_write(port, W, v);
         set_index(c, RSI, si + step, i.asz);
         if (!rep) break;

@@ -214,7 +214,7 @@ void mov_to_cr(Cpu& c, const Insn& i) {
             // CR8 = TPR[7:4] (SDM Vol. 3, 10.8.6.1); reserved bits 63:4.
             if (v >> 4) c.raise_gp(0);
             c.s.cr8 = v;
-            if (c.platform) c.platform->tpr_written(uint8_t(v));
+            if (c.platform) c.side_effect(), c.platform->tpr_written(uint8_t(v));
             break;
         default: c.raise_ud();
     }
