@@ -351,24 +351,29 @@ public:
     const uint8_t* fetch_ptr(uint64_t lin, uint64_t* phys_page);
 
     // ---- JIT lockstep checker (jit_check.cpp) ----------------------------------------------
-    // With jit_check set, every run of host code is checked: the block runs first through the
+    // With jit_check set, runs of host code are checked: the block runs first through the
     // interpreter (its memory writes logged and then undone), then through its host code from the
     // same state, and the two results must agree in every register, flag, the retired count, the
     // fault raised, and the bytes the interpreter wrote. Blocks that touch MMIO, ports, board MSRs
     // or the TSC cannot run twice: the interpreter's run stops before the access and the block runs
     // unchecked (jit_unchecked counts them). A mismatch calls on_jit_mismatch (default: print the
-    // report to stderr and abort).
+    // report to stderr and abort). jit_check_every = N > 1 samples: each block's first
+    // kJitCheckFirst runs are checked, then one run in N.
     bool jit_check = false;
+    uint32_t jit_check_every = 1;
+    static constexpr uint32_t kJitCheckFirst = 16;
     uint64_t jit_checked = 0, jit_unchecked = 0;
     void (*on_jit_mismatch)(const std::string& report) = nullptr;
-    // A memory write the interpreter made during a check: where, and the bytes before and after.
+    // The interpreter's memory writes during a check: where, and the bytes they replaced (in one
+    // flat buffer, kept for its capacity).
     struct WriteRecord {
         uint8_t* host;
-        std::vector<uint8_t> before, after;
+        size_t at, len;  // the old bytes: check_bytes_[at, at + len)
     };
-    std::vector<WriteRecord>* check_log = nullptr;  // non-null while the checker's interpreter runs
+    bool check_log = false;  // while the checker's interpreter runs
     void log_write(uint8_t* host, size_t n) {
-        check_log->push_back(WriteRecord{host, std::vector<uint8_t>(host, host + n), {}});
+        check_writes_.push_back(WriteRecord{host, check_bytes_.size(), n});
+        check_bytes_.insert(check_bytes_.end(), host, host + n);
     }
     // Before an access with effects outside the CPU and RAM (MMIO, ports, board MSRs, time).
     void side_effect() {
@@ -397,8 +402,14 @@ private:
     void link_block(Block* from, uint64_t from_page, uint64_t lin, uint64_t tag, Block* to);
     StopReason run_blocks(uint64_t limit);
     uint32_t run_host_checked(Block* b);  // jit_check.cpp
-    std::jmp_buf* check_abort_ = nullptr;
-    std::vector<WriteRecord> check_writes_;  // the checker's write log, kept for its capacity  // the checker's interpreter run stops there at side_effect()
+    std::jmp_buf* check_abort_ = nullptr;  // the checker's interpreter run stops there at side_effect()
+    std::vector<WriteRecord> check_writes_;
+    std::vector<uint8_t> check_bytes_, check_after_;
+    // Write-TLB entries filled since the checker last emptied them (so that emptying costs what
+    // was filled, not the whole TLB); overflow: empty them all.
+    uint16_t check_wfill_[64];
+    unsigned check_wfills_ = 0;
+    bool check_wfill_overflow_ = true;
     void handle_fault();
     // Exception/interrupt plumbing (exceptions.cpp).
     void service_events();           // at an instruction boundary, with attention_ or TF set

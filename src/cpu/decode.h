@@ -120,6 +120,7 @@ struct Block {
     uint32_t n = 0;           // insns.size()
     BlockLink link[2];        // the last successors (a Jcc has two; a RET alternates)
     uint32_t heat = 0;        // runs so far, until the translator is asked for host code
+    uint32_t checks = 0;      // host-code runs seen by the JIT checker (Cpu::jit_check_every)
     HostCode host = nullptr;  // host code (JIT), or nullptr: the interpreter runs the block
     BlockTranslator* translator = nullptr;  // made `host` (and frees it)
     std::vector<Insn> insns;  // never changes once the block is in the cache (host code points in)

@@ -54,19 +54,23 @@ void Cpu::tlb_fill(bool write, uint64_t lin, uint8_t* host, uint64_t page) {
     const bool g = xlat_global;  // of the translate() that precedes every fill
     // Log the entry unless it is already valid in the log of its class.
     if ((e.tag & 1) || bool(e.phys & kTlbGlobal) != g) tlb_log_[g].add(unsigned(write) << 10 | tlb_ctx << 8 | idx);
+    if (write) {  // (for tlb_flush_writes)
+        if (check_wfills_ < std::size(check_wfill_)) check_wfill_[check_wfills_++] = uint16_t(1u << 10 | tlb_ctx << 8 | idx);
+        else check_wfill_overflow_ = true;
+    }
     uint64_t tag = lin & kPageMask;
     e = TlbEntry{tag, intptr_t(host) - intptr_t(tag), page | (g ? kTlbGlobal : 0)};
 }
 
 void Cpu::tlb_flush_writes() {
-    if (tlb_log_[0].full || tlb_log_[1].full) {
+    if (check_wfill_overflow_) {
         for (auto& ctx : tlb_w)
             for (auto& e : ctx) e = TlbEntry{};
     } else {
-        for (auto& log : tlb_log_)
-            for (unsigned k = 0; k < log.n; k++)
-                if (log.id[k] >> 10) tlb_entry(log.id[k]) = TlbEntry{};
+        for (unsigned k = 0; k < check_wfills_; k++) tlb_entry(check_wfill_[k]) = TlbEntry{};
     }
+    check_wfills_ = 0;
+    check_wfill_overflow_ = false;
 }
 
 // INVLPG semantics: drop every translation of the page containing `lin` whatever its size. The

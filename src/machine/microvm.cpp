@@ -237,7 +237,8 @@ bool Microvm::build(std::string& error) {
             v->cpu->is_bsp = i == 0;
             v->cpu->stop_on_exception = false;
             v->cpu->return_on_yield = true;  // a long REP lets the loop below serve timers and input
-            v->cpu->jit_check = cfg_.jit_check;
+            v->cpu->jit_check = cfg_.jit_check != 0;
+            v->cpu->jit_check_every = std::max(cfg_.jit_check, 1u);
             v->cpu->platform = v.get();
             dev::LapicConfig lc;
             lc.apic_id = i;

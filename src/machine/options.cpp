@@ -32,8 +32,9 @@ const char* const kVmUsage =
     "  --direct-boot      load -kernel straight into RAM (bzImage, PVH ELF or multiboot), no firmware\n"
     "  --no-jit           interpret every block (the JIT is on by default where micro86 has one)\n"
     "  --stats            print run-loop and execution figures to stderr at exit\n"
-    "  --jit-check        run every JIT block also through the interpreter and compare (slow; aborts\n"
-    "                     on the first difference; best with -icount)\n"
+    "  --jit-check[=N]    run JIT blocks also through the interpreter and compare, aborting on the\n"
+    "                     first difference; every run, or with N each block's first 16 runs and\n"
+    "                     then one in N (slow: for finding JIT bugs)\n"
     "  -no-reboot         exit instead of resetting when the guest reboots (triple fault)\n"
     "Devices and I/O:\n"
     "  -serial stdio|file:PATH|none|null|chardev:ID   the next ISA serial port's backend\n"
@@ -320,8 +321,17 @@ std::optional<VmConfig> parse_options(const std::vector<std::string>& args, std:
             c.jit = false;
         } else if (a == "-stats") {
             c.stats = true;
-        } else if (a == "-jit-check") {
-            c.jit_check = true;
+        } else if (a == "-jit-check" || a.starts_with("-jit-check=")) {
+            c.jit_check = 1;
+            if (a.size() > 10) {
+                const std::string n = a.substr(11);
+                char* end = nullptr;
+                errno = 0;
+                const unsigned long v = std::strtoul(n.c_str(), &end, 10);
+                if (n.empty() || *end || errno || v < 1 || v > 1000000 || n[0] == '-')
+                    return error = fmt::format("--jit-check={}: expected a sampling rate from 1 to 1000000", n), std::nullopt;
+                c.jit_check = uint32_t(v);
+            }
         } else if (a == "-device") {
             if (!value(v)) return std::nullopt;
             if (std::string e = parse_device(v, c); !e.empty()) return error = e, std::nullopt;

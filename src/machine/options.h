@@ -54,7 +54,7 @@ struct VmConfig {
     bool direct_boot = false;
     bool jit = true;  // --no-jit: interpret every block
     bool stats = false;  // --stats: figures on stderr at exit
-    bool jit_check = false;  // --jit-check: the lockstep checker (cpu.h, jit_check.cpp)
+    uint32_t jit_check = 0;  // --jit-check[=N]: the lockstep checker (cpu.h, jit_check.cpp); N, or 0: off
     std::vector<DeviceSpec> devices;         // every -device, in order
     std::vector<DebugExitSpec> debug_exits;  // the isa-debug-exit ones among them
     VirtioConfig virtio;                     // -drive, -netdev, -global, virtio -device (device_options.h)

@@ -10,7 +10,10 @@
 #include <doctest/doctest.h>
 #include <xbyak/xbyak.h>
 
+#include <fmt/format.h>
+
 #include <cstring>
+#include <memory>
 #include <functional>
 #include <random>
 #include <string>
@@ -1344,10 +1347,17 @@ TEST_CASE("jit: Jcc ending a block, all 16 conditions after native, memory and c
 // 64-bit mode) in compatibility mode, `add r8, 1` (REX.W+B) in 64-bit mode. The far pointers are in
 // memory at kData (their targets are known once the code is assembled). sys/far64.s does the same
 // on the board with the immediate forms (EA, 9A), IRETD and the 32-bit RETF imm16 too.
-TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility mode" *
-          doctest::skip(kNoJit)) {
-    constexpr uint16_t kCs64 = 0x08, kDs = 0x10, kCs32 = 0x18;  // the snippet's GDT
-    constexpr uint32_t kIterations = 100;
+constexpr uint16_t kCs64 = 0x08, kDs = 0x10, kCs32 = 0x18;  // the snippet's GDT
+constexpr uint32_t kFarIterations = 100;
+
+struct FarProgram {
+    Marks m;
+    std::vector<uint8_t> code;
+    Setup setup;
+};
+
+static FarProgram far_transfer_program() {
+    constexpr uint32_t kIterations = kFarIterations;
     constexpr uint32_t kPL2 = kData, kPC3 = kData + 8, kPL5 = kData + 16, kPL7 = kData + 24,
                        kPL9 = kData + 32, kPC6 = kData + 40, kPL11 = kData + 56;  // far pointers
     auto disp32 = [](Xbyak::CodeGenerator& g, uint32_t v) {
@@ -1355,8 +1365,9 @@ TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility
     };
     // Marks (in code order): 0 top (64-bit), 1 c1 (32), 2 l2 (64), 3 c4 (32), 4 l7 (64), 5 c8 (32),
     // 6 l9 (64), 7 c6 (32), 8 l11 (64), 9 c3 (32), 10 l5 (64).
-    Marks m;
-    auto code = assemble([&](Xbyak::CodeGenerator& g) {
+    FarProgram p;
+    Marks& m = p.m;
+    p.code = assemble([&](Xbyak::CodeGenerator& g) {
         using namespace Xbyak::util;
         Xbyak::Label top, c1, c3, c4, l5, c8, c6;
         g.mov(ebp, kIterations);
@@ -1434,7 +1445,7 @@ TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility
         test::emit(g, {0xcb});  // retf (32-bit operand size in 64-bit mode)
     });
     REQUIRE(m.at.size() == 11);
-    auto setup = [&](SnippetEnv& e) {
+    p.setup = [m](SnippetEnv& e) {
         e.cpu().s.gdtr.limit = 31;  // the snippet's 32-bit code segment 0x18 too
         auto far32 = [&](uint64_t at, uint64_t off, uint16_t sel) {
             uint32_t o = uint32_t(off);
@@ -1451,6 +1462,16 @@ TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility
         REQUIRE(e.poke(kPC6, &c6, 8));  // m16:64
         REQUIRE(e.poke(kPC6 + 8, &kCs32, 2));
     };
+    return p;
+}
+
+TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility mode" *
+          doctest::skip(kNoJit)) {
+    const FarProgram prog = far_transfer_program();
+    const Marks& m = prog.m;
+    const auto& code = prog.code;
+    const Setup& setup = prog.setup;
+    constexpr uint32_t kIterations = kFarIterations;
     for (uint32_t threshold : {1u, jit::kDefaultThreshold}) {
         INFO("threshold " << threshold);
         Pair p(code, setup, 64, threshold);
@@ -1474,4 +1495,111 @@ TEST_CASE("jit: far RET, far JMP/CALL and IRETQ between 64-bit and compatibility
     }
     // Every cut of the first two rounds (3 instructions, then 41 per round).
     same_at_every_limit(code, 3 + 2 * 41, setup);
+}
+
+// ---- 11. the lockstep checker (--jit-check) ------------------------------------------------------
+
+// Cpu::jit_check runs each block through the interpreter and then its host code from the same
+// state, and reports any difference through on_jit_mismatch. It must pass the real translator on
+// the far-transfer program above (every mode switch checked), and it must catch the bug of issue
+// 21: a far RET compiled as a near one (RIP popped, CS never loaded, RSP off by 8).
+
+std::vector<std::string> g_jit_reports;
+void collect_jit_report(const std::string& report) { g_jit_reports.push_back(report); }
+
+// The block at `wrong_at` gets host code that runs its instructions through their handlers, except
+// a final RETF, which it does as a near RET; every other block gets the real translator's code.
+class NearRetfTranslator : public BlockTranslator {
+public:
+    explicit NearRetfTranslator(uint64_t wrong_at) : wrong_at_(wrong_at) {}
+    HostCode translate(Cpu& c, const Block& b) override {
+        return b.lin == wrong_at_ ? &near_retf : real_->translate(c, b);
+    }
+    void release(HostCode code) override {
+        if (code != &near_retf) real_->release(code);
+    }
+
+private:
+    static uint32_t near_retf(Cpu& c) {
+        const Block* b = c.code().find(c.s.rip, c.mode());
+        for (uint32_t k = 0; k + 1 < b->n; k++) {
+            const Insn& i = b->insns[k];
+            c.next_rip = c.s.rip + i.len;
+            i.fn(c, i);
+            c.s.rip = c.next_rip;
+            ++c.icount;
+        }
+        uint64_t target = 0;
+        c.read_slow(c.s.gpr[RSP], &target, 8);
+        c.s.rip = target;
+        c.s.gpr[RSP] += 8;
+        ++c.icount;
+        return b->n;
+    }
+    uint64_t wrong_at_;
+    std::unique_ptr<BlockTranslator> real_ = jit::make_translator();
+};
+
+TEST_CASE("jit-check: the real translator passes across mode switches; a far RET run as near is caught" *
+          doctest::skip(kNoJit)) {
+    const FarProgram prog = far_transfer_program();
+    g_jit_reports.clear();
+    {
+        INFO("the real translator, every block from its first run");
+        SnippetEnv e(kRam);
+        REQUIRE(e.set_jit(1));
+        REQUIRE(e.load_code(prog.code));
+        prog.setup(e);
+        Cpu& c = e.cpu();
+        c.jit_check = true;
+        c.on_jit_mismatch = collect_jit_report;
+        CHECK(e.run(100000) == StopReason::Halt);
+        CHECK(g_jit_reports.empty());
+        CHECK(c.s.gpr[RSI] == 6 * kFarIterations);
+        // Every block that ends in a far transfer ran under the check on every pass.
+        CHECK(c.jit_checked >= 11 * kFarIterations);
+        for (const auto& r : g_jit_reports) MESSAGE(r);
+    }
+    {
+        INFO("a translator that runs the first RETFQ (mark 0's block) as a near RET");
+        SnippetEnv e(kRam);
+        REQUIRE(e.set_jit(1));
+        e.cpu().code().set_translator(std::make_unique<NearRetfTranslator>(prog.m[0]), 1);
+        REQUIRE(e.load_code(prog.code));
+        prog.setup(e);
+        Cpu& c = e.cpu();
+        c.jit_check = true;
+        c.on_jit_mismatch = collect_jit_report;
+        e.run(2000);  // (after the report the wrong state runs on: wherever it goes, it stops)
+        REQUIRE(!g_jit_reports.empty());
+        const std::string& r = g_jit_reports.front();
+        MESSAGE(r);
+        CHECK(r.find(fmt::format("block at {:#x}", prog.m[0])) != std::string::npos);
+        CHECK(r.find("cs.sel") != std::string::npos);
+        CHECK(r.find("rsp") != std::string::npos);
+        CHECK(r.find("ret far") != std::string::npos);  // (the disassembly of the block)
+    }
+}
+
+TEST_CASE("jit-check: sampling checks each block's first runs, then one run in N" * doctest::skip(kNoJit)) {
+    const FarProgram prog = far_transfer_program();
+    uint64_t checked[2] = {};
+    for (uint32_t every : {1u, 8u}) {
+        SnippetEnv e(kRam);
+        REQUIRE(e.set_jit(1));
+        REQUIRE(e.load_code(prog.code));
+        prog.setup(e);
+        Cpu& c = e.cpu();
+        c.jit_check = true;
+        c.jit_check_every = every;
+        g_jit_reports.clear();
+        c.on_jit_mismatch = collect_jit_report;
+        CHECK(e.run(100000) == StopReason::Halt);
+        CHECK(g_jit_reports.empty());
+        CHECK(c.s.gpr[RSI] == 6 * kFarIterations);
+        checked[every > 1] = c.jit_checked;
+    }
+    // 100 passes over a dozen blocks: all checked at N = 1; at N = 8, 16 + (100 - 16) / 8 per block.
+    CHECK(checked[1] > 0);
+    CHECK(checked[1] < checked[0] / 3);
 }

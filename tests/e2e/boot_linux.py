@@ -64,6 +64,12 @@ SCENARIOS = {
     # The interpreter alone (every other scenario runs hot code through the JIT): the reference
     # semantics must boot Linux too, with two CPUs.
     "nojit": {"args": ["--no-jit", "-smp", "2"], "append": "", "cpus": 2},
+    # The JIT lockstep checker (--jit-check=N: each block's first 16 runs and then one in 8 also run
+    # through the interpreter and compared; a difference aborts micro86) through qboot, so that the
+    # checked code switches modes: BIOS real mode, the kernel's real-mode setup, 32-bit protected
+    # mode, long mode, and user space.
+    "jitcheck": {"args": ["--jit-check=8", "--stats", "-bios", "qboot.rom"], "append": "", "cpus": 1,
+                 "checked": True},
 }
 
 
@@ -115,6 +121,9 @@ def run_scenario(binary, name, sc, kernel, initrd, expect):
     if sc["cpus"] > 1:
         m = re.search(r"^\s*LOC:\s+(\d+)\s+(\d+)", out, re.M)
         check(m is not None and int(m.group(2)) > 0, "the second CPU takes no timer interrupts")
+    if sc.get("checked"):
+        m = re.search(r"jit-check: (\d+) block runs checked", err)
+        check(m is not None and int(m.group(1)) > 0, "--jit-check checked no block runs")
     for text in sc.get("expect", []):
         check(text in out, f"the kernel log lacks {text!r}")
     for text in sc.get("reject", []):

@@ -19,7 +19,11 @@
 // run), as the board does with threshold jit::kDefaultThreshold; without it everything is
 // interpreted. meson runs every program both ways.
 //
-// usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N] [--trace]
+// --jit-check (with --jit) runs the JIT lockstep checker on every run of host code (Cpu::jit_check):
+// a difference from the interpreter aborts with its report; a run in which nothing was checked
+// fails.
+//
+// usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N [--jit-check]] [--trace]
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -100,17 +104,18 @@ public:
 int main(int argc, char** argv) {
     if (argc < 2) {
         fmt::print(stderr,
-                   "usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N] [--trace]\n");
+                   "usage: sys_runner IMAGE [--expect-shutdown] [--max-insns N] [--jit N [--jit-check]] [--trace]\n");
         return 2;
     }
     std::string image = argv[1];
-    bool expect_shutdown = false, trace = false;
+    bool expect_shutdown = false, trace = false, jit_check = false;
     uint64_t max_insns = 50'000'000;
     uint32_t jit_threshold = 0;
     for (int k = 2; k < argc; k++) {
         std::string a = argv[k];
         if (a == "--expect-shutdown") expect_shutdown = true;
         else if (a == "--trace") trace = true;
+        else if (a == "--jit-check") jit_check = true;
         else if (a == "--max-insns" && k + 1 < argc) max_insns = std::strtoull(argv[++k], nullptr, 0);
         else if (a == "--jit" && k + 1 < argc) jit_threshold = uint32_t(std::strtoul(argv[++k], nullptr, 0));
         else {
@@ -140,6 +145,7 @@ int main(int argc, char** argv) {
     m.cpu = &cpu;
     cpu.platform = &m;
     cpu.stop_on_exception = false;
+    cpu.jit_check = jit_check;
 
     const char* why = nullptr;
     int halts_in_a_row = 0;
@@ -191,10 +197,15 @@ int main(int argc, char** argv) {
         pass = why && std::string(why).find("shutdown") != std::string::npos;
     else
         pass = m.done && m.exit_code == 0;
+    if (jit_check && cpu.jit_checked == 0) {
+        fmt::print("{}: --jit-check: no run of host code was checked\n", image);
+        pass = false;
+    }
     if (!m.log.empty()) fmt::print("guest log:\n{}\n", m.log);
     if (pass) {
         fmt::print("{}: pass ({} instructions", image, cpu.icount);
         if (jit_threshold) fmt::print(", {} entries into host code", cpu.host_entries);
+        if (jit_check) fmt::print(", {} runs checked, {} unchecked", cpu.jit_checked, cpu.jit_unchecked);
         fmt::print(")\n");
         return 0;
     }
