@@ -1540,20 +1540,32 @@ private:
     std::unique_ptr<BlockTranslator> real_ = jit::make_translator();
 };
 
+// `prog` in a snippet environment with every block translated at its first run (by `t`; default:
+// the real translator), run under the checker (after each block's first 16 runs, one in `every`),
+// its reports collected in g_jit_reports.
+std::unique_ptr<SnippetEnv> checked_env(const FarProgram& prog, uint32_t every,
+                                        std::unique_ptr<BlockTranslator> t = nullptr) {
+    auto e = std::make_unique<SnippetEnv>(kRam);
+    REQUIRE(e->set_jit(1));
+    if (t) e->cpu().code().set_translator(std::move(t), 1);
+    REQUIRE(e->load_code(prog.code));
+    prog.setup(*e);
+    Cpu& c = e->cpu();
+    c.jit_check = true;
+    c.jit_check_every = every;
+    c.on_jit_mismatch = collect_jit_report;
+    g_jit_reports.clear();
+    return e;
+}
+
 TEST_CASE("jit-check: the real translator passes across mode switches; a far RET run as near is caught" *
           doctest::skip(kNoJit)) {
     const FarProgram prog = far_transfer_program();
-    g_jit_reports.clear();
     {
         INFO("the real translator, every block from its first run");
-        SnippetEnv e(kRam);
-        REQUIRE(e.set_jit(1));
-        REQUIRE(e.load_code(prog.code));
-        prog.setup(e);
-        Cpu& c = e.cpu();
-        c.jit_check = true;
-        c.on_jit_mismatch = collect_jit_report;
-        CHECK(e.run(100000) == StopReason::Halt);
+        auto e = checked_env(prog, 1);
+        Cpu& c = e->cpu();
+        CHECK(e->run(100000) == StopReason::Halt);
         CHECK(g_jit_reports.empty());
         CHECK(c.s.gpr[RSI] == 6 * kFarIterations);
         // Every block that ends in a far transfer ran under the check on every pass.
@@ -1562,15 +1574,8 @@ TEST_CASE("jit-check: the real translator passes across mode switches; a far RET
     }
     {
         INFO("a translator that runs the first RETFQ (mark 0's block) as a near RET");
-        SnippetEnv e(kRam);
-        REQUIRE(e.set_jit(1));
-        e.cpu().code().set_translator(std::make_unique<NearRetfTranslator>(prog.m[0]), 1);
-        REQUIRE(e.load_code(prog.code));
-        prog.setup(e);
-        Cpu& c = e.cpu();
-        c.jit_check = true;
-        c.on_jit_mismatch = collect_jit_report;
-        e.run(2000);  // (after the report the wrong state runs on: wherever it goes, it stops)
+        auto e = checked_env(prog, 1, std::make_unique<NearRetfTranslator>(prog.m[0]));
+        e->run(2000);  // (after the report the wrong state runs on: wherever it goes, it stops)
         REQUIRE(!g_jit_reports.empty());
         const std::string& r = g_jit_reports.front();
         MESSAGE(r);
@@ -1585,16 +1590,9 @@ TEST_CASE("jit-check: sampling checks each block's first runs, then one run in N
     const FarProgram prog = far_transfer_program();
     uint64_t checked[2] = {};
     for (uint32_t every : {1u, 8u}) {
-        SnippetEnv e(kRam);
-        REQUIRE(e.set_jit(1));
-        REQUIRE(e.load_code(prog.code));
-        prog.setup(e);
-        Cpu& c = e.cpu();
-        c.jit_check = true;
-        c.jit_check_every = every;
-        g_jit_reports.clear();
-        c.on_jit_mismatch = collect_jit_report;
-        CHECK(e.run(100000) == StopReason::Halt);
+        auto e = checked_env(prog, every);
+        Cpu& c = e->cpu();
+        CHECK(e->run(100000) == StopReason::Halt);
         CHECK(g_jit_reports.empty());
         CHECK(c.s.gpr[RSI] == 6 * kFarIterations);
         checked[every > 1] = c.jit_checked;
